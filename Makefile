@@ -1,0 +1,124 @@
+# difusa — one entry point: make, make test, make asan-test, make bench, make install
+#
+# Build flavours live in their own folders (build/release, build/asan) so an
+# ASan run never mixes objects with a normal build.
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+LIBDIR   ?= $(PREFIX)/lib
+INCDIR   ?= $(PREFIX)/include/difusa
+PKGDIR   ?= $(LIBDIR)/pkgconfig
+
+CC       ?= cc
+# The CPU kernels are written to be auto-vectorised; override ARCH for a
+# portable build (e.g. ARCH=-march=x86-64-v2).
+ARCH     ?= -march=native
+OPT      ?= -O2
+BUILD    ?= build/release
+
+# The tuned BLAS: OpenBLAS's OpenMP flavour, so a GEMM called inside one of our
+# parallel regions runs single-threaded instead of oversubscribing the cores.
+BLAS_DIR  ?= /usr/lib/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/openblas-openmp
+BLAS_INC  ?= /usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/openblas-openmp
+BLAS_LIBS ?= -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
+
+CFLAGS_COMMON = -std=c11 -Wall -Wextra $(OPT) $(ARCH) -D_GNU_SOURCE -fPIC -fopenmp \
+                -fvisibility=hidden -I core -I $(BLAS_INC) $(EXTRA_CFLAGS)
+LDLIBS_CORE   = $(BLAS_LIBS) -fopenmp -lm -lpthread
+TEST_LIBS     = -lcriterion
+
+DEBIAN_PKGS = build-essential pkg-config liblua5.4-dev lua5.4 ocl-icd-opencl-dev opencl-headers \
+              pocl-opencl-icd libclblast-dev libstb-dev libcriterion-dev libopenblas-openmp-dev
+
+CORE_SRC  = $(sort $(wildcard core/*.c core/*/*.c))
+CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC  = $(sort $(wildcard tests/test_*.c))
+TEST_BIN  = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC = $(sort $(wildcard bench/*.c))
+BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+LIB_A  = $(BUILD)/libdifusa.a
+LIB_SO = $(BUILD)/libdifusa.so
+
+.PHONY: all deps test asan-test bench install uninstall clean fixtures check-layers
+
+all: $(LIB_A) $(LIB_SO)
+
+# Installs the Debian packages the project needs when run as root; does
+# nothing when they are all present.
+deps:
+	@missing=""; for p in $(DEBIAN_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "deps: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "deps: missing$$missing (run 'make deps' as root, or apt-get install them)"; exit 1; fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -MMD -MP -c $< -o $@
+
+$(LIB_A): $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIB_SO): $(CORE_OBJ)
+	$(CC) -shared -Wl,-soname,libdifusa.so.0 -o $@ $^ $(LDLIBS_CORE)
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -I tests -MMD -MP $< -o $@ $(LIB_A) $(TEST_LIBS) $(LDLIBS_CORE)
+
+$(BUILD)/bench/%: bench/%.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -MMD -MP $< -o $@ $(LIB_A) $(LDLIBS_CORE)
+
+# Runs every Criterion binary from the repository root (fixtures are found
+# relative to it), then prints one summary line over all of them.
+test: deps
+	@$(MAKE) --no-print-directory $(TEST_BIN)
+	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} sh tests/run.sh $(TEST_BIN)
+
+asan-test: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  LDLIBS_CORE="$(LDLIBS_CORE) -fsanitize=address,undefined" \
+	  $(patsubst $(BUILD)/%,build/asan/%,$(TEST_BIN))
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  OMP_NUM_THREADS=2 sh tests/run.sh $(patsubst $(BUILD)/%,build/asan/%,$(TEST_BIN))
+
+bench: deps $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} $$b || exit 1; done
+
+# Regenerates tests/fixtures with the reference implementations (Python, torch;
+# dev-time only: the tests never run Python).
+fixtures:
+	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
+	tools/.venv/bin/python tools/gen_op_fixtures.py tests/fixtures
+	tools/.venv/bin/python tools/gen_rng_fixtures.py tests/fixtures
+
+# core/ must never see Lua.
+check-layers:
+	@! grep -rn 'include.*lua' core/ || (echo "core/ includes Lua headers" && exit 1)
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/io $(DESTDIR)$(PKGDIR)
+	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libdifusa.so.0
+	ln -sf libdifusa.so.0 $(DESTDIR)$(LIBDIR)/libdifusa.so
+	install -m 644 core/*.h $(DESTDIR)$(INCDIR)/
+	install -m 644 core/io/*.h $(DESTDIR)$(INCDIR)/io/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(shell sed -n 's/^#define DF_VERSION "\(.*\)"/\1/p' core/df.h)|' \
+	    -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' difusa.pc.in > $(DESTDIR)$(PKGDIR)/difusa.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libdifusa.a $(DESTDIR)$(LIBDIR)/libdifusa.so $(DESTDIR)$(LIBDIR)/libdifusa.so.0
+	rm -rf $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR)/difusa.pc
+
+clean:
+	rm -rf build
+
+-include $(CORE_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

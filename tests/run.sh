@@ -1,0 +1,20 @@
+#!/bin/sh
+# Runs each Criterion test binary given, shows its output, and ends with one
+# line over all of them: "N passed, N failed".
+passed=0; failed=0; status=0
+for t in "$@"; do
+    out=$("$t" --jobs 1 2>&1); rc=$?
+    printf '%s\n' "$out"
+    line=$(printf '%s\n' "$out" | grep 'Synthesis: Tested:' | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "$t: no Criterion summary (exit $rc)"; failed=$((failed + 1)); status=1; continue
+    fi
+    p=$(printf '%s' "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+    f=$(printf '%s' "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+    c=$(printf '%s' "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+    passed=$((passed + p)); failed=$((failed + f))
+    [ "$rc" -ne 0 ] && status=1
+    : "$c"
+done
+echo "tests: $passed passed, $failed failed"
+exit $status

@@ -1,0 +1,348 @@
+/* Every op of the CPU backend against torch (tests/fixtures/ops.safetensors,
+ * written by tools/gen_op_fixtures.py: torch computes the reference in float64
+ * from the same f32 inputs). Error measure: max |got - ref| / max |ref|. */
+#include "ops.h"
+#include "testutil.h"
+
+#define TOL_F32 1e-5
+#define TOL_F16W 2e-3
+
+static df_safetensors *fx;
+
+static void setup(void) { fx = fx_open("ops.safetensors"); }
+static void teardown(void) { df_safetensors_close(fx); }
+
+TestSuite(ops, .init = setup, .fini = teardown);
+
+/* Iterates cases "<op>.0", "<op>.1", ... while "<op>.<i>.out" exists. */
+#define FOR_CASES(op, prefix)                                                                     \
+    char prefix[64];                                                                              \
+    for (int case_ = 0; snprintf(prefix, sizeof prefix, "%s.%d", (op), case_),                    \
+             df_safetensors_find(fx, (snprintf(name_, sizeof name_, "%s.out", prefix), name_)); \
+         case_++)
+
+static char name_[96];
+
+static int count_cases(const char *op)
+{
+    int n = 0;
+    FOR_CASES(op, p) n++;
+    return n;
+}
+
+static void check(df_tensor *got, df_tensor *ref, double tol, const char *what, int rc)
+{
+    cr_assert_eq(rc, DF_OK, "%s: %s", what, df_last_error());
+    assert_close(got, ref, tol, what);
+    df_tensor_free(got);
+    df_tensor_free(ref);
+}
+
+static void run_conv(const char *op, double tol)
+{
+    cr_assert_gt(count_cases(op), 0, "no %s cases in fixture", op);
+    FOR_CASES(op, c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *w = fx_get_raw(fx, c, "w"), *b = fx_get_opt(fx, c, "b");
+        df_conv2d_params p = {(int)fx_param(fx, c, "stride_h", 1), (int)fx_param(fx, c, "stride_w", 1),
+                              (int)fx_param(fx, c, "pad_h", 0), (int)fx_param(fx, c, "pad_w", 0)};
+        df_tensor *y = NULL;
+        int rc = df_conv2d(x, w, b, &p, &y);
+        check(y, fx_get(fx, c, "out"), tol, c, rc);
+        df_tensor_free(x);
+        df_tensor_free(w);
+        df_tensor_free(b);
+    }
+}
+
+Test(ops, conv2d) { run_conv("conv2d", TOL_F32); }
+Test(ops, conv2d_f16_weights) { run_conv("conv2d_f16", TOL_F16W); }
+Test(ops, conv2d_bf16_weights) { run_conv("conv2d_bf16", TOL_F16W); }
+
+static void run_linear(const char *op, double tol)
+{
+    cr_assert_gt(count_cases(op), 0, "no %s cases in fixture", op);
+    FOR_CASES(op, c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *w = fx_get_raw(fx, c, "w"), *b = fx_get_opt(fx, c, "b");
+        df_tensor *y = NULL;
+        int rc = df_linear(x, w, b, &y);
+        check(y, fx_get(fx, c, "out"), tol, c, rc);
+        df_tensor_free(x);
+        df_tensor_free(w);
+        df_tensor_free(b);
+    }
+}
+
+Test(ops, linear) { run_linear("linear", TOL_F32); }
+Test(ops, linear_f16_weights) { run_linear("linear_f16", TOL_F16W); }
+
+Test(ops, matmul)
+{
+    cr_assert_gt(count_cases("matmul"), 0);
+    FOR_CASES("matmul", c)
+    {
+        df_tensor *a = fx_get(fx, c, "a"), *b = fx_get(fx, c, "b"), *y = NULL;
+        int rc = df_matmul(a, b, (int)fx_param(fx, c, "trans_a", 0), (int)fx_param(fx, c, "trans_b", 0), &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(a);
+        df_tensor_free(b);
+    }
+}
+
+Test(ops, group_norm)
+{
+    cr_assert_gt(count_cases("group_norm"), 0);
+    FOR_CASES("group_norm", c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *g = fx_get_opt(fx, c, "gamma"), *b = fx_get_opt(fx, c, "beta");
+        df_tensor *y = NULL;
+        int rc = df_group_norm(x, (int)fx_param(fx, c, "groups", 32), g, b, (float)fx_param(fx, c, "eps", 1e-5),
+                               (int)fx_param(fx, c, "silu", 0), &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(x);
+        df_tensor_free(g);
+        df_tensor_free(b);
+    }
+}
+
+Test(ops, layer_norm)
+{
+    cr_assert_gt(count_cases("layer_norm"), 0);
+    FOR_CASES("layer_norm", c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *g = fx_get_opt(fx, c, "gamma"), *b = fx_get_opt(fx, c, "beta");
+        df_tensor *y = NULL;
+        int rc = df_layer_norm(x, g, b, (float)fx_param(fx, c, "eps", 1e-5), &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(x);
+        df_tensor_free(g);
+        df_tensor_free(b);
+    }
+}
+
+static void run_unary(const char *op, df_unary_op u)
+{
+    cr_assert_gt(count_cases(op), 0, "no %s cases", op);
+    FOR_CASES(op, c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        int rc = df_unary(u, x, &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(x);
+    }
+}
+
+Test(ops, silu) { run_unary("silu", DF_SILU); }
+Test(ops, gelu) { run_unary("gelu", DF_GELU); }
+Test(ops, gelu_tanh) { run_unary("gelu_tanh", DF_GELU_TANH); }
+Test(ops, quick_gelu) { run_unary("quick_gelu", DF_QUICK_GELU); }
+
+Test(ops, geglu)
+{
+    cr_assert_gt(count_cases("geglu"), 0);
+    FOR_CASES("geglu", c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        int rc = df_geglu(x, &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(x);
+    }
+}
+
+static void run_binary(const char *op, df_binary_op bop)
+{
+    cr_assert_gt(count_cases(op), 0, "no %s cases", op);
+    FOR_CASES(op, c)
+    {
+        df_tensor *a = fx_get(fx, c, "a"), *b = fx_get(fx, c, "b"), *y = NULL;
+        int rc = df_binary(bop, a, b, &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(a);
+        df_tensor_free(b);
+    }
+}
+
+Test(ops, add) { run_binary("add", DF_ADD); }
+Test(ops, sub) { run_binary("sub", DF_SUB); }
+Test(ops, mul) { run_binary("mul", DF_MUL); }
+Test(ops, div) { run_binary("div", DF_DIV); }
+
+Test(ops, scale)
+{
+    cr_assert_gt(count_cases("scale"), 0);
+    FOR_CASES("scale", c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        int rc = df_scale(x, (float)fx_param(fx, c, "s", 1), (float)fx_param(fx, c, "bias", 0), &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(x);
+    }
+}
+
+Test(ops, softmax)
+{
+    cr_assert_gt(count_cases("softmax"), 0);
+    FOR_CASES("softmax", c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        int rc = df_softmax(x, (float)fx_param(fx, c, "scale", 1), &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(x);
+    }
+}
+
+Test(ops, attention)
+{
+    cr_assert_gt(count_cases("attention"), 0);
+    FOR_CASES("attention", c)
+    {
+        df_tensor *q = fx_get(fx, c, "q"), *k = fx_get(fx, c, "k"), *v = fx_get(fx, c, "v"), *y = NULL;
+        int rc = df_attention(q, k, v, (int)fx_param(fx, c, "heads", 1), (float)fx_param(fx, c, "scale", 0), &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(q);
+        df_tensor_free(k);
+        df_tensor_free(v);
+    }
+}
+
+Test(ops, upsample_nearest2x)
+{
+    cr_assert_gt(count_cases("upsample"), 0);
+    FOR_CASES("upsample", c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        int rc = df_upsample_nearest2x(x, &y);
+        check(y, fx_get(fx, c, "out"), 0, c, rc);
+        df_tensor_free(x);
+    }
+}
+
+Test(ops, concat)
+{
+    cr_assert_gt(count_cases("concat"), 0);
+    FOR_CASES("concat", c)
+    {
+        int n = (int)fx_param(fx, c, "n", 2);
+        df_tensor *xs[8];
+        for (int i = 0; i < n; i++) {
+            char role[8];
+            snprintf(role, sizeof role, "x%d", i);
+            xs[i] = fx_get(fx, c, role);
+        }
+        df_tensor *y = NULL;
+        int rc = df_concat(n, (const df_tensor *const *)xs, (int)fx_param(fx, c, "dim", 0), &y);
+        check(y, fx_get(fx, c, "out"), 0, c, rc);
+        for (int i = 0; i < n; i++) df_tensor_free(xs[i]);
+    }
+}
+
+Test(ops, slice)
+{
+    cr_assert_gt(count_cases("slice"), 0);
+    FOR_CASES("slice", c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        int rc = df_slice(x, (int)fx_param(fx, c, "dim", 0), (int64_t)fx_param(fx, c, "start", 0),
+                          (int64_t)fx_param(fx, c, "end", 0), &y);
+        check(y, fx_get(fx, c, "out"), 0, c, rc);
+        df_tensor_free(x);
+    }
+}
+
+Test(ops, permute)
+{
+    cr_assert_gt(count_cases("permute"), 0);
+    FOR_CASES("permute", c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        int perm[4];
+        for (int i = 0; i < x->ndim; i++) {
+            char key[4];
+            snprintf(key, sizeof key, "p%d", i);
+            perm[i] = (int)fx_param(fx, c, key, -1);
+        }
+        int rc = df_permute(x, perm, &y);
+        check(y, fx_get(fx, c, "out"), 0, c, rc);
+        df_tensor_free(x);
+    }
+}
+
+static void run_reduce(const char *op, df_reduce_op r)
+{
+    cr_assert_gt(count_cases(op), 0, "no %s cases", op);
+    FOR_CASES(op, c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        int rc = df_reduce(r, x, (int)fx_param(fx, c, "dim", 0), (int)fx_param(fx, c, "unbiased", 0), &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(x);
+    }
+}
+
+Test(ops, mean) { run_reduce("mean", DF_REDUCE_MEAN); }
+Test(ops, var) { run_reduce("var", DF_REDUCE_VAR); }
+
+Test(ops, timestep_embedding)
+{
+    cr_assert_gt(count_cases("timestep_embedding"), 0);
+    FOR_CASES("timestep_embedding", c)
+    {
+        df_tensor *t = fx_get(fx, c, "t"), *y = NULL;
+        int rc = df_timestep_embedding(t, (int)fx_param(fx, c, "dim", 0), (int)fx_param(fx, c, "flip", 0),
+                                       (float)fx_param(fx, c, "shift", 1), (float)fx_param(fx, c, "scale", 1),
+                                       (float)fx_param(fx, c, "max_period", 10000), &y);
+        cr_assert_eq(rc, DF_OK, "%s: %s", c, df_last_error());
+        /* diffusers' own f32 arithmetic rounds t·freq: up to ~6e-5 at t = 999 */
+        df_tensor *ref = fx_get(fx, c, "out");
+        assert_close(y, ref, 1e-4, c);
+        df_tensor_free(ref);
+        check(y, fx_get(fx, c, "out_f64"), TOL_F32, c, rc);
+        df_tensor_free(t);
+    }
+}
+
+Test(ops, modulate)
+{
+    cr_assert_gt(count_cases("modulate"), 0);
+    FOR_CASES("modulate", c)
+    {
+        df_tensor *x = fx_get(fx, c, "x"), *sh = fx_get(fx, c, "shift"), *sc = fx_get(fx, c, "scale"), *y = NULL;
+        int rc = df_modulate(x, sh, sc, &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(x);
+        df_tensor_free(sh);
+        df_tensor_free(sc);
+    }
+}
+
+/* f32 -> f16 / bf16 must round exactly as torch does (bit comparison). */
+static void run_cast(const char *c, const char *role, df_dtype dt)
+{
+    df_tensor *x = fx_get(fx, c, "x"), *ref = fx_get_raw(fx, c, role), *y = NULL;
+    cr_assert_eq(ref->dtype, dt);
+    cr_assert_eq(df_cast(x, dt, &y), DF_OK, "%s", df_last_error());
+    const uint16_t *a = df_tensor_data(y), *b = df_tensor_data(ref);
+    for (int64_t i = 0; i < df_tensor_numel(x); i++)
+        cr_assert_eq(a[i], b[i], "%s %s[%lld]: %g -> 0x%04x, torch 0x%04x", c, role, (long long)i,
+                     (double)((const float *)df_tensor_data(x))[i], a[i], b[i]);
+    /* and back: widening is exact */
+    df_tensor *back = NULL;
+    cr_assert_eq(df_cast(y, DF_F32, &back), DF_OK);
+    for (int64_t i = 0; i < df_tensor_numel(x); i++) {
+        float f = ((const float *)df_tensor_data(back))[i];
+        float e = dt == DF_F16 ? df_f16_to_f32(b[i]) : df_bf16_to_f32(b[i]);
+        cr_assert(f == e || (isnan(f) && isnan(e)));
+    }
+    df_tensor_free(back);
+    df_tensor_free(x);
+    df_tensor_free(y);
+    df_tensor_free(ref);
+}
+
+Test(ops, cast)
+{
+    cr_assert_gt(count_cases("cast") + (df_safetensors_find(fx, "cast.0.out_f16") != NULL), 0);
+    run_cast("cast.0", "out_f16", DF_F16);
+    run_cast("cast.0", "out_bf16", DF_BF16);
+}
