@@ -72,6 +72,8 @@ static int alloc_should_fail(size_t size)
     return 0;
 }
 
+int df_alloc_fail_injected(void) { return alloc_should_fail(0); }
+
 void *df_malloc(size_t size)
 {
     if (alloc_should_fail(size)) return NULL;

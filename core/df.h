@@ -53,6 +53,9 @@ DF_INTERNAL void *df_realloc(void *p, size_t size);
 DF_INTERNAL void *df_aligned_alloc(size_t size); /* 64-byte aligned; free with df_free */
 DF_INTERNAL void df_free(void *p);
 DF_INTERNAL char *df_strdup(const char *s);
+/* For allocators that reuse memory: counts as an allocation for fault
+ * injection and returns nonzero (message set) when this one must fail. */
+DF_INTERNAL int df_alloc_fail_injected(void);
 
 /* Fault injection for tests: the Nth allocation from now on (1-based) and every
  * later one fail; 0 disables. Returns the number of allocations made since the

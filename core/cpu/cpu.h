@@ -14,6 +14,8 @@ typedef struct df_cpu_mem_stats {
 DF_API df_cpu_mem_stats df_cpu_mem_stats_get(void);
 DF_API void df_cpu_mem_stats_reset_peak(void);
 DF_API int df_cpu_threads(void);
+/* Frees the blocks the CPU backend keeps for reuse. */
+DF_API void df_cpu_cache_trim(void);
 
 /* Scratch memory counted in the stats; df_cpu_scratch_free(NULL) is a no-op. */
 DF_INTERNAL void *df_cpu_scratch_alloc(size_t bytes);
@@ -25,6 +27,31 @@ static inline float *df_cpu_f32_mut(df_tensor *t) { return (float *)df_tensor_da
 /* An f32 view of a weight: the data itself when F32, else a widened scratch
  * copy that *tmp owns (release with df_cpu_scratch_free(*tmp, *tmp_bytes)). */
 DF_INTERNAL const float *df_cpu_weight_f32(const df_tensor *w, void **tmp, size_t *tmp_bytes);
+
+/* exp(x) to ~2 ulp in plain arithmetic, so loops calling it vectorise
+ * (glibc's expf does not): 2^n · p(r), r = x - n·ln2 split in two parts,
+ * p the Cephes minimax polynomial. Exactly 0 below ln(FLT_MIN). */
+static inline float df_cpu_expf(float x)
+{
+    float xc = x > 88.3762626647949f ? 88.3762626647949f : x;
+    xc = xc < -87.3365447505531f ? -87.3365447505531f : xc;
+    /* round to nearest by adding and removing 1.5·2^23 (vectorises, unlike floorf) */
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float sc;
+    __builtin_memcpy(&sc, &bits, sizeof sc);
+    float y = p * sc;
+    return x < -87.3365447505531f ? 0.0f : y;
+}
 
 /* Kernels (cpu_ops.c, cpu_gemm.c). */
 DF_INTERNAL int df_cpu_conv2d(df_backend *be, const df_tensor *x, const df_tensor *w, const df_tensor *b,

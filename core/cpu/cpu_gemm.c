@@ -9,7 +9,7 @@
 #include <string.h>
 
 /* im2col tile budget: the column buffer never exceeds this many bytes. */
-#define IM2COL_BYTES (12u << 20)
+#define IM2COL_BYTES (32u << 20)
 /* Attention: queries per block; scratch is threads x block x Nk floats. */
 #define ATTN_BLOCK 64
 

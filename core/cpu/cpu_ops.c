@@ -9,7 +9,7 @@
 
 #define PAR_MIN 32768 /* elements below which a loop stays on one thread */
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + df_cpu_expf(-x)); }
 
 int df_cpu_fill(df_backend *be, df_tensor *x, float value)
 {
@@ -259,14 +259,17 @@ void df_cpu_softmax_rows(float *x, int64_t rows, int64_t n, float scale)
     for (int64_t r = 0; r < rows; r++) {
         float *row = x + r * n;
         float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
         for (int64_t i = 0; i < n; i++) mx = row[i] > mx ? row[i] : mx;
-        float sum = 0;
+        float sum = 0, ms = mx * scale;
+#pragma omp simd reduction(+ : sum)
         for (int64_t i = 0; i < n; i++) {
-            float e = expf((row[i] - mx) * scale);
+            float e = df_cpu_expf(row[i] * scale - ms);
             row[i] = e;
             sum += e;
         }
         float inv = 1.0f / sum;
+#pragma omp simd
         for (int64_t i = 0; i < n; i++) row[i] *= inv;
     }
 }
