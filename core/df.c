@@ -45,8 +45,13 @@ int df_error_prefix(int code, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof last_error && old[0])
-        snprintf(last_error + n, sizeof last_error - (size_t)n, ": %s", old);
+    if (n >= 0 && (size_t)n + 2 < sizeof last_error && old[0]) { /* append ": <old>", truncated */
+        size_t at = (size_t)n, room = sizeof last_error - at - 3, len = strlen(old);
+        if (len > room) len = room;
+        memcpy(last_error + at, ": ", 2);
+        memcpy(last_error + at + 2, old, len);
+        last_error[at + 2 + len] = '\0';
+    }
     return code;
 }
 

@@ -226,7 +226,7 @@ Test(ops, concat)
         int n = (int)fx_param(fx, c, "n", 2);
         df_tensor *xs[8];
         for (int i = 0; i < n; i++) {
-            char role[8];
+            char role[16];
             snprintf(role, sizeof role, "x%d", i);
             xs[i] = fx_get(fx, c, role);
         }
@@ -258,7 +258,7 @@ Test(ops, permute)
         df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
         int perm[4];
         for (int i = 0; i < x->ndim; i++) {
-            char key[4];
+            char key[16];
             snprintf(key, sizeof key, "p%d", i);
             perm[i] = (int)fx_param(fx, c, key, -1);
         }
