@@ -6,7 +6,7 @@
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 LIBDIR   ?= $(PREFIX)/lib
-INCDIR   ?= $(PREFIX)/include/difusa
+INCDIR   ?= $(PREFIX)/include
 PKGDIR   ?= $(LIBDIR)/pkgconfig
 
 CC       ?= cc
@@ -36,6 +36,8 @@ TEST_SRC  = $(sort $(wildcard tests/test_*.c))
 TEST_BIN  = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC = $(sort $(wildcard bench/*.c))
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+PUBLIC_HEADERS = core/df.h core/tensor.h core/ops.h core/backend.h core/rng.h
 
 LIB_A  = $(BUILD)/libdifusa.a
 LIB_SO = $(BUILD)/libdifusa.so
@@ -104,19 +106,19 @@ check-layers:
 	@! grep -rn 'include.*lua' core/ || (echo "core/ includes Lua headers" && exit 1)
 
 install: all
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/io $(DESTDIR)$(PKGDIR)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/difusa/io $(DESTDIR)$(PKGDIR)
 	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libdifusa.so.0
 	ln -sf libdifusa.so.0 $(DESTDIR)$(LIBDIR)/libdifusa.so
-	install -m 644 core/*.h $(DESTDIR)$(INCDIR)/
-	install -m 644 core/io/*.h $(DESTDIR)$(INCDIR)/io/
+	install -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCDIR)/difusa/
+	install -m 644 core/io/safetensors.h $(DESTDIR)$(INCDIR)/difusa/io/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(shell sed -n 's/^#define DF_VERSION "\(.*\)"/\1/p' core/df.h)|' \
 	    -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' difusa.pc.in > $(DESTDIR)$(PKGDIR)/difusa.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libdifusa.a $(DESTDIR)$(LIBDIR)/libdifusa.so $(DESTDIR)$(LIBDIR)/libdifusa.so.0
-	rm -rf $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR)/difusa.pc
+	rm -rf $(DESTDIR)$(INCDIR)/difusa $(DESTDIR)$(PKGDIR)/difusa.pc
 
 clean:
 	rm -rf build
