@@ -80,7 +80,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB_A)
 # Runs every Criterion binary from the repository root (fixtures are found
 # relative to it), then prints one summary line over all of them.
 test: deps
-	@$(MAKE) --no-print-directory $(TEST_BIN)
+	@$(MAKE) --no-print-directory check-layers $(TEST_BIN)
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} sh tests/run.sh $(TEST_BIN)
 
 asan-test: deps
@@ -101,9 +101,12 @@ fixtures:
 	tools/.venv/bin/python tools/gen_op_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_rng_fixtures.py tests/fixtures
 
-# core/ must never see Lua.
+# core/ must never see Lua, and every header compiles on its own.
 check-layers:
 	@! grep -rn 'include.*lua' core/ || (echo "core/ includes Lua headers" && exit 1)
+	@for h in $(wildcard core/*.h core/*/*.h); do \
+	  echo "#include \"$$h\"" | $(CC) $(CFLAGS_COMMON) -I. -x c -fsyntax-only - || exit 1; done
+	@echo "check-layers: ok"
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/difusa/io $(DESTDIR)$(PKGDIR)

@@ -11,7 +11,7 @@
 /* im2col tile budget: the column buffer never exceeds this many bytes. */
 #define IM2COL_BYTES (32u << 20)
 /* Attention: queries per block; scratch is threads x block x Nk floats. */
-#define ATTN_BLOCK 64
+#define ATTN_BLOCK 128
 
 /* out[co, :] = bias[co] (or 0), for every image plane. */
 static void init_bias(float *y, const float *bias, int64_t cout, int64_t plane)
