@@ -13,8 +13,9 @@
  *                      on builds without the AVX2 kernel (aarch64, Apple silicon:
  *                      not checked here). Below 16 elements both CPU kinds agree.
  *   DF_RNG_CUDA        torch's CUDA Philox4x32-10 generator, as AUTOMATIC1111's
- *                      "NV" seeds and stable-diffusion.cpp's --rng cuda reproduce it
- *                      (bit-exact to AUTOMATIC1111's numpy version).
+ *                      "NV" seeds reproduce it (bit-exact to its numpy version;
+ *                      stable-diffusion.cpp's --rng cuda does the Box-Muller in
+ *                      float and differs from it by up to ~6e-5).
  * The CPU kinds use the low 32 bits of the seed, as torch.manual_seed does; the
  * CUDA kind uses all 64. A generator keeps its state across calls, as torch's
  * does (the CPU kinds also keep the spare Box-Muller value of the < 16 path). */
