@@ -25,16 +25,17 @@ the bytes are deterministic (sorted header, no hash-map ordering); it is read
 back with safetensors afterwards as a check.
 """
 
-import json
 import math
 import os
-import struct
 import sys
 import zlib
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import write_safetensors  # noqa: E402
 
 FILE_NAME = "ops.safetensors"
 MAX_BYTES = 2_500_000
@@ -482,26 +483,6 @@ def tensor_bytes(t):
     return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
-def write_safetensors(path, tensors, metadata):
-    header = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs = []
-    off = 0
-    for name in sorted(tensors):
-        t = tensors[name]
-        b = tensor_bytes(t)
-        header[name] = {"dtype": DTYPE_NAME[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
-    h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
-
 
 def verify(path):
     from safetensors import safe_open
@@ -555,7 +536,8 @@ def main():
     metadata["generator"] = "tools/gen_op_fixtures.py torch %s" % torch.__version__
 
     path = os.path.join(outdir, FILE_NAME)
-    write_safetensors(path, tensors, metadata)
+    write_safetensors(path, {k: (DTYPE_NAME[t.dtype], tuple(t.shape), tensor_bytes(t)) for k, t in tensors.items()},
+                      metadata)
     verify(path)
     size = os.path.getsize(path)
 

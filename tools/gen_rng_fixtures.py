@@ -21,9 +21,7 @@ The torch runs happen in child processes because the CPU capability is fixed
 when torch loads. Usage: gen_rng_fixtures.py [outdir]   (default tests/fixtures)
 """
 
-import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -32,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import philox_ref  # noqa: E402
+from fixture_io import write_safetensors  # noqa: E402
 
 # (seed, shapes of consecutive randn calls). Sizes below 16 take torch's double
 # Box-Muller path, 16 and up its 16-wide path, non-multiples of 16 its tail
@@ -115,24 +114,9 @@ def run_worker(cap, tmpdir):
         return {k: z[k] for k in z.files}
 
 
-def write_safetensors(path, tensors, metadata):
-    """Deterministic bytes (sorted header, 8-byte dtypes first so every tensor is
-    aligned), unlike safetensors' writer, whose metadata order is a hash map's."""
-    dtype_names = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
-    header = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs, off = [], 0
-    for name in sorted(tensors, key=lambda k: (-tensors[k].dtype.itemsize, k)):
-        t = tensors[name]
-        b = np.ascontiguousarray(t, dtype=t.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": dtype_names[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
-    h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-    os.replace(tmp, path)
+def np_entry(arr):
+    names = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
+    return (names[arr.dtype], arr.shape, np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())
 
 
 def verify(path, tensors, metadata):
@@ -190,7 +174,7 @@ def main(outdir):
                          f"cpu = ATEN_CPU_CAPABILITY avx2 (= avx512), cpu-scalar = default")
     os.makedirs(outdir, exist_ok=True)
     path = os.path.join(outdir, "rng.safetensors")
-    write_safetensors(path, tensors, meta)
+    write_safetensors(path, {k: np_entry(v) for k, v in tensors.items()}, meta)
     verify(path, tensors, meta)
     print(f"{path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes; "
           f"cpu and cpu-scalar differ in {n_diff} of {len(CASES)} cases")
