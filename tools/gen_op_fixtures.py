@@ -243,6 +243,11 @@ def gen_unary():
         x = c.put("x", act_input(c))
         c.put("out", fn(d(x)))
         c.done()
+        # a dense sweep of the range where the activations bend
+        c = Case(op)
+        x = c.put("x", torch.linspace(-12, 12, 4801, dtype=torch.float32))
+        c.put("out", fn(d(x)))
+        c.done()
 
 
 def gen_geglu():
