@@ -91,6 +91,14 @@ static int vec_of(const char *op, const char *arg, const df_tensor *t, int64_t n
     return DF_OK;
 }
 
+/* BLAS takes int sizes and leading dimensions. */
+static int fits_blas(const char *op, const char *what, int64_t v)
+{
+    if (v > INT32_MAX)
+        return df_error(DF_ESHAPE, "%s: %s of %lld exceeds the BLAS limit of %d", op, what, (long long)v, INT32_MAX);
+    return DF_OK;
+}
+
 static int wrap_dim(const char *op, int dim, int ndim, int *out)
 {
     int d = dim < 0 ? dim + ndim : dim;
@@ -143,6 +151,10 @@ int df_conv2d(const df_tensor *x, const df_tensor *w, const df_tensor *b, const 
         return df_error(DF_ESHAPE, "conv2d: kernel %lldx%lld larger than padded input %s", (long long)w->shape[2],
                         (long long)w->shape[3], SHAPE(x, b1));
     int64_t shape[4] = {x->shape[0], w->shape[0], ho / p->stride_h + 1, wo / p->stride_w + 1};
+    if ((rc = fits_blas(op, "output plane", shape[2] * shape[3])) ||
+        (rc = fits_blas(op, "input plane", x->shape[2] * x->shape[3])) ||
+        (rc = fits_blas(op, "kernel volume", w->shape[1] * w->shape[2] * w->shape[3])))
+        return rc;
     RUN(x, 4, shape, DF_F32, be->conv2d(be, x, w, b, p, y));
 }
 
@@ -163,6 +175,9 @@ int df_linear(const df_tensor *x, const df_tensor *w, const df_tensor *b, df_ten
     int64_t shape[4];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = w->shape[0];
+    if ((rc = fits_blas(op, "row count", df_tensor_numel(x) / (w->shape[1] ? w->shape[1] : 1))) ||
+        (rc = fits_blas(op, "feature count", w->shape[0] > w->shape[1] ? w->shape[0] : w->shape[1])))
+        return rc;
     RUN(x, x->ndim, shape, DF_F32, be->linear(be, x, w, b, y));
 }
 
@@ -184,6 +199,7 @@ int df_matmul(const df_tensor *a, const df_tensor *b, int trans_a, int trans_b, 
                         SHAPE(b, b2), trans_b ? "ᵀ" : "");
     int64_t batch = ba > bb ? ba : bb;
     int64_t shape[3] = {batch, m, n};
+    if ((rc = fits_blas(op, "dimension", m > n ? (m > ka ? m : ka) : (n > ka ? n : ka)))) return rc;
     RUN(a, 3, shape, DF_F32, be->matmul(be, a, b, trans_a, trans_b, batch, m, n, ka, y));
 }
 
@@ -301,6 +317,9 @@ int df_attention(const df_tensor *q, const df_tensor *k, const df_tensor *v, int
         return df_error(DF_ESHAPE, "attention: q %s, k %s, v %s do not fit %d heads", SHAPE(q, b1), SHAPE(k, b2),
                         SHAPE(v, b3), heads);
     if (!isfinite(scale)) return df_error(DF_EINVAL, "attention: scale is not finite");
+    if ((rc = fits_blas(op, "row width", q->shape[2] > v->shape[2] ? q->shape[2] : v->shape[2])) ||
+        (rc = fits_blas(op, "key count", k->shape[1])))
+        return rc;
     if (scale <= 0) scale = 1.0f / sqrtf((float)(q->shape[2] / heads));
     int64_t shape[3] = {q->shape[0], q->shape[1], v->shape[2]};
     RUN(q, 3, shape, DF_F32, be->attention(be, q, k, v, heads, scale, y));
