@@ -24,20 +24,21 @@ BLAS_LIBS ?= -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 
 CFLAGS_COMMON = -std=c11 -Wall -Wextra $(OPT) $(ARCH) -D_GNU_SOURCE -fPIC -fopenmp \
                 -fvisibility=hidden -I core -I $(BLAS_INC) $(EXTRA_CFLAGS)
-LDLIBS_CORE   = $(BLAS_LIBS) -fopenmp -lm -lpthread
+LDLIBS_CORE   = $(BLAS_LIBS) -lclblast -lOpenCL -fopenmp -lm -lpthread
 TEST_LIBS     = -lcriterion
 
 DEBIAN_PKGS = build-essential pkg-config liblua5.4-dev lua5.4 ocl-icd-opencl-dev opencl-headers \
               pocl-opencl-icd libclblast-dev libstb-dev libcriterion-dev libopenblas-openmp-dev
 
 CORE_SRC  = $(sort $(wildcard core/*.c core/*/*.c))
-CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
+CL_SRC    = $(sort $(wildcard core/opencl/kernels/*.cl))
+CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/cl_kernels.o
 TEST_SRC  = $(sort $(wildcard tests/test_*.c))
 TEST_BIN  = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC = $(sort $(wildcard bench/*.c))
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-PUBLIC_HEADERS = core/df.h core/tensor.h core/ops.h core/backend.h core/rng.h
+PUBLIC_HEADERS = core/df.h core/tensor.h core/ops.h core/backend.h core/rng.h core/opencl.h
 
 LIB_A  = $(BUILD)/libdifusa.a
 LIB_SO = $(BUILD)/libdifusa.so
@@ -61,6 +62,14 @@ deps:
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -MMD -MP -c $< -o $@
+
+# The OpenCL kernels, embedded as one C string (no run-time file lookup).
+$(BUILD)/gen/cl_kernels.c: $(CL_SRC) core/opencl/embed.sh
+	@mkdir -p $(dir $@)
+	sh core/opencl/embed.sh $(CL_SRC) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/cl_kernels.o: $(BUILD)/gen/cl_kernels.c
+	$(CC) $(CFLAGS_COMMON) -c $< -o $@
 
 $(LIB_A): $(CORE_OBJ)
 	@rm -f $@
