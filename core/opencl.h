@@ -47,9 +47,10 @@ typedef struct df_opencl_stats {
     int programs_from_cache;
     size_t bytes_in_use;      /* device buffers held by tensors */
     size_t bytes_cached;      /* freed buffers kept for reuse */
-    size_t peak_bytes;
+    size_t peak_bytes;        /* high-water mark of bytes_in_use since creation or the last reset */
 } df_opencl_stats;
 DF_API df_opencl_stats df_opencl_get_stats(const df_backend *be);
+DF_API void df_opencl_reset_peak(df_backend *be);
 
 /* Builds `source` through the same path as the backend's own kernels (cache
  * included) and discards the result: for tests and for checking user kernels.

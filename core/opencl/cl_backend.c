@@ -560,6 +560,12 @@ const df_opencl_device_info *df_opencl_device(const df_backend *be) { return &((
 
 df_opencl_stats df_opencl_get_stats(const df_backend *be) { return ((const df_ocl *)be)->stats; }
 
+void df_opencl_reset_peak(df_backend *be)
+{
+    df_ocl *o = df_ocl_of(be);
+    o->stats.peak_bytes = o->stats.bytes_in_use;
+}
+
 int df_opencl_finish(df_backend *be)
 {
     df_ocl *o = df_ocl_of(be);

@@ -196,7 +196,8 @@ static int cl_matmul(df_backend *be, const df_tensor *a, const df_tensor *b, int
 /* Per batch and block of queries: S = Q Kᵀ for all heads in one strided
  * batched GEMM (heads are d apart within a row), softmax of S·scale in place,
  * then O = S V, written straight into the heads' columns of y. Scratch is
- * heads · block · Nk floats: linear in the sequence length. */
+ * heads · block · Nk floats with the block sized to 64 MiB (at least 16
+ * queries): bounded, and linear in the sequence length beyond that. */
 #define ATTN_SCRATCH ((size_t)64 << 20)
 
 static int cl_attention(df_backend *be, const df_tensor *q, const df_tensor *k, const df_tensor *v, int heads,
