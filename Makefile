@@ -43,7 +43,7 @@ PUBLIC_HEADERS = core/df.h core/tensor.h core/ops.h core/backend.h core/rng.h co
 LIB_A  = $(BUILD)/libdifusa.a
 LIB_SO = $(BUILD)/libdifusa.so
 
-.PHONY: all deps test asan-test bench install uninstall clean fixtures check-layers
+.PHONY: all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
 
 all: $(LIB_A) $(LIB_SO)
 
@@ -102,6 +102,17 @@ asan-test: deps
 
 bench: deps $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} $$b || exit 1; done
+
+# Everything bench/gpu-check.sh needs on a GPU machine that has no packages:
+# the binaries, the fixtures and every shared library but the C library's.
+GPU_BUNDLE = build/gpu-bundle
+gpu-bundle: $(BUILD)/tests/test_opencl $(BUILD)/tests/test_ops_opencl $(BUILD)/bench/bench_ops $(BUILD)/bench/opencl_devices
+	@rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/bin $(GPU_BUNDLE)/lib
+	cp $^ $(GPU_BUNDLE)/bin/
+	@for b in $^; do ldd $$b | awk '$$3 ~ /^\// {print $$3}'; done | sort -u | \
+	  grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' | \
+	  while read -r l; do cp -L "$$l" $(GPU_BUNDLE)/lib/; done
+	@du -sh $(GPU_BUNDLE)
 
 # Regenerates tests/fixtures with the reference implementations (Python, torch;
 # dev-time only: the tests never run Python).

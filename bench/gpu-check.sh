@@ -1,0 +1,48 @@
+#!/bin/sh
+# The OpenCL GPU check, for a lent GPU machine (never needed for CI).
+#
+# Here:   make gpu-bundle        (builds the test and bench binaries and copies
+#                                 them with every shared library they need,
+#                                 CLBlast and the OpenCL ICD loader included,
+#                                 into build/gpu-bundle)
+# There:  sh bench/gpu-check.sh  (with build/gpu-bundle carried along)
+#
+# It registers the NVIDIA OpenCL driver with the bundled ICD loader when the
+# machine has one, lists the devices, runs the backend-consistency suite and
+# the torch-fixture suite on the GPU, then the OpenCL benchmark; each step is
+# time-boxed so the whole check stays within 8 minutes.
+set -u
+B=${GPU_BUNDLE:-build/gpu-bundle}
+[ -x "$B/bin/opencl_devices" ] || { echo "gpu-check: $B missing: run 'make gpu-bundle' first and carry it"; exit 2; }
+export LD_LIBRARY_PATH="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+icd_dir=$(mktemp -d)
+trap 'rm -rf "$icd_dir"' EXIT
+
+# The NVIDIA driver's OpenCL library, wherever the machine keeps it.
+nv=$( (ldconfig -p 2>/dev/null | awk '/libnvidia-opencl\.so\.1/ {print $NF; exit}');
+      find /usr/lib /usr/lib64 /usr/local/nvidia /usr/local/lib -name 'libnvidia-opencl.so.1' 2>/dev/null | head -n 1)
+nv=$(printf '%s\n' "$nv" | grep -m1 . || true)
+if [ -n "$nv" ]; then
+    echo "$nv" > "$icd_dir/nvidia.icd"
+    echo "gpu-check: NVIDIA OpenCL driver: $nv"
+else
+    echo "gpu-check: no libnvidia-opencl.so.1 on this machine (nvidia-smi: $(command -v nvidia-smi || echo absent))"
+fi
+for f in /etc/OpenCL/vendors/*.icd; do [ -f "$f" ] && cp "$f" "$icd_dir/"; done
+export OCL_ICD_VENDORS="$icd_dir"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+
+echo "== devices"
+if ! timeout 60 "$B/bin/opencl_devices"; then
+    echo "gpu-check: the bundled binaries do not start here; missing libraries:"
+    ldd "$B/bin/opencl_devices" | grep 'not found'
+    exit 1
+fi
+export DIFUSA_DEVICE="${DIFUSA_DEVICE:-}"
+export XDG_CACHE_HOME="${XDG_CACHE_HOME:-$(mktemp -d)}"
+echo "== backend consistency (OpenCL vs CPU) on the default device (the first GPU)"
+timeout 150 "$B/bin/test_opencl" --jobs 1 2>&1 | grep -vE '^\[(RUN |PASS)\]' | tail -n 40
+echo "== torch fixtures on OpenCL"
+timeout 90 "$B/bin/test_ops_opencl" --jobs 1 2>&1 | grep -vE '^\[(RUN |PASS)\]' | tail -n 20
+echo "== make bench, OpenCL"
+timeout 200 "$B/bin/bench_ops" opencl
