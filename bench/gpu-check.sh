@@ -38,7 +38,7 @@ if ! timeout 60 "$B/bin/opencl_devices"; then
     ldd "$B/bin/opencl_devices" | grep 'not found'
     exit 1
 fi
-export DIFUSA_DEVICE="${DIFUSA_DEVICE:-}"
+export DIFUSA_DEVICE="${DIFUSA_DEVICE:-}" DIFUSA_REQUIRE_OPENCL=1
 export XDG_CACHE_HOME="${XDG_CACHE_HOME:-$(mktemp -d)}"
 echo "== backend consistency (OpenCL vs CPU) on the default device (the first GPU)"
 timeout 150 "$B/bin/test_opencl" --jobs 1 2>&1 | grep -vE '^\[(RUN |PASS)\]' | tail -n 40

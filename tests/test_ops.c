@@ -1,18 +1,82 @@
-/* Every op of the CPU backend against torch (tests/fixtures/ops.safetensors,
- * written by tools/gen_op_fixtures.py: torch computes the reference in float64
- * from the same f32 inputs). Error measure: max |got - ref| / max |ref|. */
+/* Every op against torch (tests/fixtures/ops.safetensors, written by
+ * tools/gen_op_fixtures.py: torch computes the reference in float64 from the
+ * same f32 inputs). Error measure: max |got - ref| / max |ref|.
+ *
+ * The CPU backend by default; a file that defines TEST_OPENCL before including
+ * this one (test_ops_opencl.c) runs the same cases on an OpenCL device: inputs
+ * are uploaded with df_tensor_to, outputs downloaded before the comparison. */
+#include "backend.h"
 #include "ops.h"
 #include "testutil.h"
+
+#ifdef TEST_OPENCL
+#include "opencl.h"
+#define SUITE ops_opencl
+#else
+#define SUITE ops
+#endif
 
 #define TOL_F32 1e-5
 #define TOL_F16W 2e-3
 
 static df_safetensors *fx;
+static df_backend *be_; /* the backend under test when it is not the CPU one */
 
+static df_backend *backend(void) { return be_ ? be_ : df_backend_cpu(); }
+
+#ifdef TEST_OPENCL
+/* Skipped only where no OpenCL device exists at all; DIFUSA_REQUIRE_OPENCL=1
+ * (for CI) turns that into a failure. */
+static void setup(void)
+{
+    df_opencl_device_info *devs = NULL;
+    int ndev = 0, rc = df_opencl_list_devices(&devs, &ndev);
+    df_opencl_free_devices(devs);
+    cr_assert_eq(rc, DF_OK, "listing OpenCL devices: %s", df_last_error());
+    if (ndev == 0) {
+        const char *req = getenv("DIFUSA_REQUIRE_OPENCL");
+        cr_assert(!(req && *req && strcmp(req, "0")), "DIFUSA_REQUIRE_OPENCL is set but there is no OpenCL device: %s",
+                  df_last_error());
+        cr_skip_test("no OpenCL device (%s): skipping the OpenCL op tests", df_last_error());
+    }
+    rc = df_backend_opencl_create(NULL, &be_);
+    cr_assert_eq(rc, DF_OK, "creating the OpenCL backend: %s", df_last_error());
+    fx = fx_open("ops.safetensors");
+}
+
+static void teardown(void)
+{
+    df_safetensors_close(fx);
+    df_backend_free(be_); /* after every tensor */
+}
+#else
 static void setup(void) { fx = fx_open("ops.safetensors"); }
 static void teardown(void) { df_safetensors_close(fx); }
+#endif
 
-TestSuite(ops, .init = setup, .fini = teardown);
+TestSuite(SUITE, .init = setup, .fini = teardown);
+
+/* t moved to the backend under test (the host copy is freed); NULL stays NULL. */
+static df_tensor *dev(df_tensor *t)
+{
+    if (!t || df_tensor_backend(t) == backend()) return t;
+    df_tensor *d = NULL;
+    int rc = df_tensor_to(t, backend(), &d);
+    cr_assert_eq(rc, DF_OK, "upload to %s: %s", backend()->name, df_last_error());
+    df_tensor_free(t);
+    return d;
+}
+
+/* y moved to the CPU (the device copy is freed), so its data can be read. */
+static df_tensor *host(df_tensor *y)
+{
+    if (!y || df_tensor_backend(y) == df_backend_cpu()) return y;
+    df_tensor *h = NULL;
+    int rc = df_tensor_to(y, df_backend_cpu(), &h);
+    cr_assert_eq(rc, DF_OK, "download from %s: %s", backend()->name, df_last_error());
+    df_tensor_free(y);
+    return h;
+}
 
 /* Iterates cases "<op>.0", "<op>.1", ... while "<op>.<i>.out" exists. */
 #define FOR_CASES(op, prefix)                                                                     \
@@ -33,6 +97,7 @@ static int count_cases(const char *op)
 static void check(df_tensor *got, df_tensor *ref, double tol, const char *what, int rc)
 {
     cr_assert_eq(rc, DF_OK, "%s: %s", what, df_last_error());
+    got = host(got);
     assert_close(got, ref, tol, what);
     df_tensor_free(got);
     df_tensor_free(ref);
@@ -43,7 +108,7 @@ static void run_conv(const char *op, double tol)
     cr_assert_gt(count_cases(op), 0, "no %s cases in fixture", op);
     FOR_CASES(op, c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *w = fx_get_raw(fx, c, "w"), *b = fx_get_opt(fx, c, "b");
+        df_tensor *x = dev(fx_get(fx, c, "x")), *w = dev(fx_get_raw(fx, c, "w")), *b = dev(fx_get_opt(fx, c, "b"));
         df_conv2d_params p = {(int)fx_param(fx, c, "stride_h", 1), (int)fx_param(fx, c, "stride_w", 1),
                               (int)fx_param(fx, c, "pad_h", 0), (int)fx_param(fx, c, "pad_w", 0)};
         df_tensor *y = NULL;
@@ -55,16 +120,16 @@ static void run_conv(const char *op, double tol)
     }
 }
 
-Test(ops, conv2d) { run_conv("conv2d", TOL_F32); }
-Test(ops, conv2d_f16_weights) { run_conv("conv2d_f16", TOL_F16W); }
-Test(ops, conv2d_bf16_weights) { run_conv("conv2d_bf16", TOL_F16W); }
+Test(SUITE, conv2d) { run_conv("conv2d", TOL_F32); }
+Test(SUITE, conv2d_f16_weights) { run_conv("conv2d_f16", TOL_F16W); }
+Test(SUITE, conv2d_bf16_weights) { run_conv("conv2d_bf16", TOL_F16W); }
 
 static void run_linear(const char *op, double tol)
 {
     cr_assert_gt(count_cases(op), 0, "no %s cases in fixture", op);
     FOR_CASES(op, c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *w = fx_get_raw(fx, c, "w"), *b = fx_get_opt(fx, c, "b");
+        df_tensor *x = dev(fx_get(fx, c, "x")), *w = dev(fx_get_raw(fx, c, "w")), *b = dev(fx_get_opt(fx, c, "b"));
         df_tensor *y = NULL;
         int rc = df_linear(x, w, b, &y);
         check(y, fx_get(fx, c, "out"), tol, c, rc);
@@ -74,15 +139,15 @@ static void run_linear(const char *op, double tol)
     }
 }
 
-Test(ops, linear) { run_linear("linear", TOL_F32); }
-Test(ops, linear_f16_weights) { run_linear("linear_f16", TOL_F16W); }
+Test(SUITE, linear) { run_linear("linear", TOL_F32); }
+Test(SUITE, linear_f16_weights) { run_linear("linear_f16", TOL_F16W); }
 
-Test(ops, matmul)
+Test(SUITE, matmul)
 {
     cr_assert_gt(count_cases("matmul"), 0);
     FOR_CASES("matmul", c)
     {
-        df_tensor *a = fx_get(fx, c, "a"), *b = fx_get(fx, c, "b"), *y = NULL;
+        df_tensor *a = dev(fx_get(fx, c, "a")), *b = dev(fx_get(fx, c, "b")), *y = NULL;
         int rc = df_matmul(a, b, (int)fx_param(fx, c, "trans_a", 0), (int)fx_param(fx, c, "trans_b", 0), &y);
         check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
         df_tensor_free(a);
@@ -90,12 +155,13 @@ Test(ops, matmul)
     }
 }
 
-Test(ops, group_norm)
+Test(SUITE, group_norm)
 {
     cr_assert_gt(count_cases("group_norm"), 0);
     FOR_CASES("group_norm", c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *g = fx_get_opt(fx, c, "gamma"), *b = fx_get_opt(fx, c, "beta");
+        df_tensor *x = dev(fx_get(fx, c, "x")), *g = dev(fx_get_opt(fx, c, "gamma")),
+                  *b = dev(fx_get_opt(fx, c, "beta"));
         df_tensor *y = NULL;
         int rc = df_group_norm(x, (int)fx_param(fx, c, "groups", 32), g, b, (float)fx_param(fx, c, "eps", 1e-5),
                                (int)fx_param(fx, c, "silu", 0), &y);
@@ -106,12 +172,13 @@ Test(ops, group_norm)
     }
 }
 
-Test(ops, layer_norm)
+Test(SUITE, layer_norm)
 {
     cr_assert_gt(count_cases("layer_norm"), 0);
     FOR_CASES("layer_norm", c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *g = fx_get_opt(fx, c, "gamma"), *b = fx_get_opt(fx, c, "beta");
+        df_tensor *x = dev(fx_get(fx, c, "x")), *g = dev(fx_get_opt(fx, c, "gamma")),
+                  *b = dev(fx_get_opt(fx, c, "beta"));
         df_tensor *y = NULL;
         int rc = df_layer_norm(x, g, b, (float)fx_param(fx, c, "eps", 1e-5), &y);
         check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
@@ -140,28 +207,30 @@ static void run_unary(const char *op, df_unary_op u)
     cr_assert_gt(count_cases(op), 0, "no %s cases", op);
     FOR_CASES(op, c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *y = NULL, *ref = fx_get(fx, c, "out");
+        df_tensor *x = dev(fx_get(fx, c, "x")), *y = NULL, *ref = fx_get(fx, c, "out");
         int rc = df_unary(u, x, &y);
         cr_assert_eq(rc, DF_OK, "%s: %s", c, df_last_error());
+        y = host(y);
         check_elementwise(y, ref, c);
         check(y, ref, TOL_F32, c, rc);
         df_tensor_free(x);
     }
 }
 
-Test(ops, silu) { run_unary("silu", DF_SILU); }
-Test(ops, gelu) { run_unary("gelu", DF_GELU); }
-Test(ops, gelu_tanh) { run_unary("gelu_tanh", DF_GELU_TANH); }
-Test(ops, quick_gelu) { run_unary("quick_gelu", DF_QUICK_GELU); }
+Test(SUITE, silu) { run_unary("silu", DF_SILU); }
+Test(SUITE, gelu) { run_unary("gelu", DF_GELU); }
+Test(SUITE, gelu_tanh) { run_unary("gelu_tanh", DF_GELU_TANH); }
+Test(SUITE, quick_gelu) { run_unary("quick_gelu", DF_QUICK_GELU); }
 
-Test(ops, geglu)
+Test(SUITE, geglu)
 {
     cr_assert_gt(count_cases("geglu"), 0);
     FOR_CASES("geglu", c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *y = NULL, *ref = fx_get(fx, c, "out");
+        df_tensor *x = dev(fx_get(fx, c, "x")), *y = NULL, *ref = fx_get(fx, c, "out");
         int rc = df_geglu(x, &y);
         cr_assert_eq(rc, DF_OK, "%s: %s", c, df_last_error());
+        y = host(y);
         check_elementwise(y, ref, c);
         check(y, ref, TOL_F32, c, rc);
         df_tensor_free(x);
@@ -173,7 +242,7 @@ static void run_binary(const char *op, df_binary_op bop)
     cr_assert_gt(count_cases(op), 0, "no %s cases", op);
     FOR_CASES(op, c)
     {
-        df_tensor *a = fx_get(fx, c, "a"), *b = fx_get(fx, c, "b"), *y = NULL;
+        df_tensor *a = dev(fx_get(fx, c, "a")), *b = dev(fx_get(fx, c, "b")), *y = NULL;
         int rc = df_binary(bop, a, b, &y);
         check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
         df_tensor_free(a);
@@ -181,41 +250,41 @@ static void run_binary(const char *op, df_binary_op bop)
     }
 }
 
-Test(ops, add) { run_binary("add", DF_ADD); }
-Test(ops, sub) { run_binary("sub", DF_SUB); }
-Test(ops, mul) { run_binary("mul", DF_MUL); }
-Test(ops, div) { run_binary("div", DF_DIV); }
+Test(SUITE, add) { run_binary("add", DF_ADD); }
+Test(SUITE, sub) { run_binary("sub", DF_SUB); }
+Test(SUITE, mul) { run_binary("mul", DF_MUL); }
+Test(SUITE, div) { run_binary("div", DF_DIV); }
 
-Test(ops, scale)
+Test(SUITE, scale)
 {
     cr_assert_gt(count_cases("scale"), 0);
     FOR_CASES("scale", c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        df_tensor *x = dev(fx_get(fx, c, "x")), *y = NULL;
         int rc = df_scale(x, (float)fx_param(fx, c, "s", 1), (float)fx_param(fx, c, "bias", 0), &y);
         check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
         df_tensor_free(x);
     }
 }
 
-Test(ops, softmax)
+Test(SUITE, softmax)
 {
     cr_assert_gt(count_cases("softmax"), 0);
     FOR_CASES("softmax", c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        df_tensor *x = dev(fx_get(fx, c, "x")), *y = NULL;
         int rc = df_softmax(x, (float)fx_param(fx, c, "scale", 1), &y);
         check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
         df_tensor_free(x);
     }
 }
 
-Test(ops, attention)
+Test(SUITE, attention)
 {
     cr_assert_gt(count_cases("attention"), 0);
     FOR_CASES("attention", c)
     {
-        df_tensor *q = fx_get(fx, c, "q"), *k = fx_get(fx, c, "k"), *v = fx_get(fx, c, "v"), *y = NULL;
+        df_tensor *q = dev(fx_get(fx, c, "q")), *k = dev(fx_get(fx, c, "k")), *v = dev(fx_get(fx, c, "v")), *y = NULL;
         int rc = df_attention(q, k, v, (int)fx_param(fx, c, "heads", 1), (float)fx_param(fx, c, "scale", 0), &y);
         check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
         df_tensor_free(q);
@@ -224,19 +293,19 @@ Test(ops, attention)
     }
 }
 
-Test(ops, upsample_nearest2x)
+Test(SUITE, upsample_nearest2x)
 {
     cr_assert_gt(count_cases("upsample"), 0);
     FOR_CASES("upsample", c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        df_tensor *x = dev(fx_get(fx, c, "x")), *y = NULL;
         int rc = df_upsample_nearest2x(x, &y);
         check(y, fx_get(fx, c, "out"), 0, c, rc);
         df_tensor_free(x);
     }
 }
 
-Test(ops, concat)
+Test(SUITE, concat)
 {
     cr_assert_gt(count_cases("concat"), 0);
     FOR_CASES("concat", c)
@@ -246,7 +315,7 @@ Test(ops, concat)
         for (int i = 0; i < n; i++) {
             char role[16];
             snprintf(role, sizeof role, "x%d", i);
-            xs[i] = fx_get(fx, c, role);
+            xs[i] = dev(fx_get(fx, c, role));
         }
         df_tensor *y = NULL;
         int rc = df_concat(n, (const df_tensor *const *)xs, (int)fx_param(fx, c, "dim", 0), &y);
@@ -255,12 +324,12 @@ Test(ops, concat)
     }
 }
 
-Test(ops, slice)
+Test(SUITE, slice)
 {
     cr_assert_gt(count_cases("slice"), 0);
     FOR_CASES("slice", c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        df_tensor *x = dev(fx_get(fx, c, "x")), *y = NULL;
         int rc = df_slice(x, (int)fx_param(fx, c, "dim", 0), (int64_t)fx_param(fx, c, "start", 0),
                           (int64_t)fx_param(fx, c, "end", 0), &y);
         check(y, fx_get(fx, c, "out"), 0, c, rc);
@@ -268,12 +337,12 @@ Test(ops, slice)
     }
 }
 
-Test(ops, permute)
+Test(SUITE, permute)
 {
     cr_assert_gt(count_cases("permute"), 0);
     FOR_CASES("permute", c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        df_tensor *x = dev(fx_get(fx, c, "x")), *y = NULL;
         int perm[4];
         for (int i = 0; i < x->ndim; i++) {
             char key[16];
@@ -291,26 +360,27 @@ static void run_reduce(const char *op, df_reduce_op r)
     cr_assert_gt(count_cases(op), 0, "no %s cases", op);
     FOR_CASES(op, c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *y = NULL;
+        df_tensor *x = dev(fx_get(fx, c, "x")), *y = NULL;
         int rc = df_reduce(r, x, (int)fx_param(fx, c, "dim", 0), (int)fx_param(fx, c, "unbiased", 0), &y);
         check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
         df_tensor_free(x);
     }
 }
 
-Test(ops, mean) { run_reduce("mean", DF_REDUCE_MEAN); }
-Test(ops, var) { run_reduce("var", DF_REDUCE_VAR); }
+Test(SUITE, mean) { run_reduce("mean", DF_REDUCE_MEAN); }
+Test(SUITE, var) { run_reduce("var", DF_REDUCE_VAR); }
 
-Test(ops, timestep_embedding)
+Test(SUITE, timestep_embedding)
 {
     cr_assert_gt(count_cases("timestep_embedding"), 0);
     FOR_CASES("timestep_embedding", c)
     {
-        df_tensor *t = fx_get(fx, c, "t"), *y = NULL;
+        df_tensor *t = dev(fx_get(fx, c, "t")), *y = NULL;
         int rc = df_timestep_embedding(t, (int)fx_param(fx, c, "dim", 0), (int)fx_param(fx, c, "flip", 0),
                                        (float)fx_param(fx, c, "shift", 1), (float)fx_param(fx, c, "scale", 1),
                                        (float)fx_param(fx, c, "max_period", 10000), &y);
         cr_assert_eq(rc, DF_OK, "%s: %s", c, df_last_error());
+        y = host(y);
         /* diffusers' own f32 arithmetic rounds t·freq: up to ~6e-5 at t = 999 */
         df_tensor *ref = fx_get(fx, c, "out");
         assert_close(y, ref, 1e-4, c);
@@ -320,12 +390,13 @@ Test(ops, timestep_embedding)
     }
 }
 
-Test(ops, modulate)
+Test(SUITE, modulate)
 {
     cr_assert_gt(count_cases("modulate"), 0);
     FOR_CASES("modulate", c)
     {
-        df_tensor *x = fx_get(fx, c, "x"), *sh = fx_get(fx, c, "shift"), *sc = fx_get(fx, c, "scale"), *y = NULL;
+        df_tensor *x = dev(fx_get(fx, c, "x")), *sh = dev(fx_get(fx, c, "shift")),
+                  *sc = dev(fx_get(fx, c, "scale")), *y = NULL;
         int rc = df_modulate(x, sh, sc, &y);
         check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
         df_tensor_free(x);
@@ -337,28 +408,32 @@ Test(ops, modulate)
 /* f32 -> f16 / bf16 must round exactly as torch does (bit comparison). */
 static void run_cast(const char *c, const char *role, df_dtype dt)
 {
-    df_tensor *x = fx_get(fx, c, "x"), *ref = fx_get_raw(fx, c, role), *y = NULL;
+    df_tensor *x = fx_get(fx, c, "x"), *xd = dev(df_tensor_ref(x)), *ref = fx_get_raw(fx, c, role), *y = NULL;
     cr_assert_eq(ref->dtype, dt);
-    cr_assert_eq(df_cast(x, dt, &y), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_cast(xd, dt, &y), DF_OK, "%s", df_last_error());
+    /* and back: widening is exact */
+    df_tensor *back = NULL;
+    cr_assert_eq(df_cast(y, DF_F32, &back), DF_OK, "%s", df_last_error());
+    y = host(y);
+    back = host(back);
     const uint16_t *a = df_tensor_data(y), *b = df_tensor_data(ref);
     for (int64_t i = 0; i < df_tensor_numel(x); i++)
         cr_assert_eq(a[i], b[i], "%s %s[%lld]: %g -> 0x%04x, torch 0x%04x", c, role, (long long)i,
                      (double)((const float *)df_tensor_data(x))[i], a[i], b[i]);
-    /* and back: widening is exact */
-    df_tensor *back = NULL;
-    cr_assert_eq(df_cast(y, DF_F32, &back), DF_OK);
     for (int64_t i = 0; i < df_tensor_numel(x); i++) {
         float f = ((const float *)df_tensor_data(back))[i];
         float e = dt == DF_F16 ? df_f16_to_f32(b[i]) : df_bf16_to_f32(b[i]);
-        cr_assert(f == e || (isnan(f) && isnan(e)));
+        cr_assert(f == e || (isnan(f) && isnan(e)), "%s %s back to F32 [%lld]: %g, expected %g", c, role,
+                  (long long)i, (double)f, (double)e);
     }
     df_tensor_free(back);
     df_tensor_free(x);
+    df_tensor_free(xd);
     df_tensor_free(y);
     df_tensor_free(ref);
 }
 
-Test(ops, cast)
+Test(SUITE, cast)
 {
     cr_assert_gt(count_cases("cast") + (df_safetensors_find(fx, "cast.0.out_f16") != NULL), 0);
     run_cast("cast.0", "out_f16", DF_F16);

@@ -61,11 +61,19 @@ int df_cl_fail(df_ocl *o, const char *what, cl_int err)
 
 /* ---- discovery ---- */
 
+/* A device string, truncated to fit buf (drivers' version strings can be long). */
 static void info_string(cl_device_id d, cl_device_info what, char *buf, size_t n)
 {
+    size_t len = 0;
     buf[0] = '\0';
-    if (clGetDeviceInfo(d, what, n, buf, NULL) != CL_SUCCESS) buf[0] = '\0';
-    buf[n - 1] = '\0';
+    if (clGetDeviceInfo(d, what, 0, NULL, &len) != CL_SUCCESS || len == 0) return;
+    char *tmp = malloc(len + 1);
+    if (!tmp) return;
+    if (clGetDeviceInfo(d, what, len, tmp, NULL) == CL_SUCCESS) {
+        tmp[len] = '\0';
+        snprintf(buf, n, "%s", tmp);
+    }
+    free(tmp);
 }
 
 static void fill_info(cl_platform_id p, cl_device_id d, int index, df_opencl_device_info *info)
@@ -256,8 +264,10 @@ static void cache_trim(df_ocl *o)
 static cl_mem mem_get(df_ocl *o, size_t bytes, size_t *cap)
 {
     if (bytes > (size_t)INT32_MAX) { /* kernels index with int */
-        df_error(DF_ENOMEM, "opencl (%s): a %.1f GiB tensor exceeds the backend's 2 GiB limit per tensor",
-                 o->info.name, (double)bytes / 1073741824.0);
+        df_error(DF_ENOMEM,
+                 "opencl (%s): a %.1f GiB tensor exceeds the backend's 2 GiB limit per tensor (the device has "
+                 "%.0f MiB of global memory)",
+                 o->info.name, (double)bytes / 1073741824.0, (double)o->info.global_mem / 1048576.0);
         return NULL;
     }
     size_t cls = size_class(bytes ? bytes : 1);
