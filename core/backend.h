@@ -35,7 +35,7 @@ struct df_backend {
     int (*scale)(df_backend *be, const df_tensor *x, float s, float bias, df_tensor *y);
     int (*softmax)(df_backend *be, const df_tensor *x, float scale, df_tensor *y);
     int (*attention)(df_backend *be, const df_tensor *q, const df_tensor *k, const df_tensor *v, int heads,
-                     float scale, df_tensor *y);
+                     float scale, int causal, df_tensor *y);
     int (*upsample_nearest2x)(df_backend *be, const df_tensor *x, df_tensor *y);
     /* Copies x into y at `offset` along dim (used by concat and slice): y[..., off:off+x.dim, ...] = x
      * when `into`; else y = x[..., off:off+y.dim, ...]. */

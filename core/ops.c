@@ -301,8 +301,8 @@ int df_softmax(const df_tensor *x, float scale, df_tensor **out)
     RUN(x, x->ndim, x->shape, DF_F32, be->softmax(be, x, scale, y));
 }
 
-int df_attention(const df_tensor *q, const df_tensor *k, const df_tensor *v, int heads, float scale,
-                 df_tensor **out)
+static int attention(const df_tensor *q, const df_tensor *k, const df_tensor *v, int heads, float scale, int causal,
+                     df_tensor **out)
 {
     const char *op = "attention";
     int rc;
@@ -322,7 +322,19 @@ int df_attention(const df_tensor *q, const df_tensor *k, const df_tensor *v, int
         return rc;
     if (scale <= 0) scale = 1.0f / sqrtf((float)(q->shape[2] / heads));
     int64_t shape[3] = {q->shape[0], q->shape[1], v->shape[2]};
-    RUN(q, 3, shape, DF_F32, be->attention(be, q, k, v, heads, scale, y));
+    RUN(q, 3, shape, DF_F32, be->attention(be, q, k, v, heads, scale, causal, y));
+}
+
+int df_attention(const df_tensor *q, const df_tensor *k, const df_tensor *v, int heads, float scale,
+                 df_tensor **out)
+{
+    return attention(q, k, v, heads, scale, 0, out);
+}
+
+int df_attention_causal(const df_tensor *q, const df_tensor *k, const df_tensor *v, int heads, float scale,
+                        df_tensor **out)
+{
+    return attention(q, k, v, heads, scale, 1, out);
 }
 
 int df_upsample_nearest2x(const df_tensor *x, df_tensor **out)

@@ -93,6 +93,10 @@ DF_API int df_softmax(const df_tensor *x, float scale, df_tensor **out);
  * of queries, so memory is O(block · Nk), never Nq × Nk. */
 DF_API int df_attention(const df_tensor *q, const df_tensor *k, const df_tensor *v, int heads, float scale,
                         df_tensor **out);
+/* The same with a causal mask: query i attends to keys j <= i (torch's
+ * is_causal, top-left aligned when Nq != Nk), as CLIP's text encoder needs. */
+DF_API int df_attention_causal(const df_tensor *q, const df_tensor *k, const df_tensor *v, int heads, float scale,
+                               df_tensor **out);
 
 /* (N, C, H, W) -> (N, C, 2H, 2W), nearest. */
 DF_API int df_upsample_nearest2x(const df_tensor *x, df_tensor **out);

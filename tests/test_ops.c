@@ -293,6 +293,21 @@ Test(SUITE, attention)
     }
 }
 
+Test(SUITE, attention_causal)
+{
+    cr_assert_gt(count_cases("attention_causal"), 0);
+    FOR_CASES("attention_causal", c)
+    {
+        df_tensor *q = dev(fx_get(fx, c, "q")), *k = dev(fx_get(fx, c, "k")), *v = dev(fx_get(fx, c, "v")), *y = NULL;
+        int rc = df_attention_causal(q, k, v, (int)fx_param(fx, c, "heads", 1), (float)fx_param(fx, c, "scale", 0),
+                                     &y);
+        check(y, fx_get(fx, c, "out"), TOL_F32, c, rc);
+        df_tensor_free(q);
+        df_tensor_free(k);
+        df_tensor_free(v);
+    }
+}
+
 Test(SUITE, upsample_nearest2x)
 {
     cr_assert_gt(count_cases("upsample"), 0);

@@ -306,12 +306,15 @@ def gen_softmax():
 # ------------------------------------------------------------- attention ---
 
 def gen_attention():
-    # (B, Nq, Nk, H, D, Dv, scale, qk_mul)
-    cases = [(2, 70, 70, 2, 40, 40, 0.0, 1.0), (1, 67, 77, 8, 8, 8, 0.0, 1.0),
-             (1, 33, 33, 3, 16, 24, 0.0, 1.0), (1, 300, 300, 1, 64, 64, 0.3, 1.0),
-             (1, 1, 9, 5, 8, 8, 0.0, 1.0), (2, 129, 129, 4, 20, 20, 0.0, 4.0)]
-    for B, nq, nk, H, D, Dv, scale, qk_mul in cases:
-        c = Case("attention")
+    # (B, Nq, Nk, H, D, Dv, scale, qk_mul, causal)
+    cases = [(2, 70, 70, 2, 40, 40, 0.0, 1.0, 0), (1, 67, 77, 8, 8, 8, 0.0, 1.0, 0),
+             (1, 33, 33, 3, 16, 24, 0.0, 1.0, 0), (1, 300, 300, 1, 64, 64, 0.3, 1.0, 0),
+             (1, 1, 9, 5, 8, 8, 0.0, 1.0, 0), (2, 129, 129, 4, 20, 20, 0.0, 4.0, 0),
+             # causal (CLIP's text encoder): self, and Nq < Nk (top-left aligned)
+             (2, 77, 77, 2, 16, 16, 0.0, 1.0, 1), (1, 150, 150, 3, 8, 8, 0.0, 2.0, 1),
+             (1, 5, 9, 2, 8, 8, 0.0, 1.0, 1)]
+    for B, nq, nk, H, D, Dv, scale, qk_mul, causal in cases:
+        c = Case("attention_causal" if causal else "attention")
         q = c.randn(B, nq, H * D)
         k = c.randn(B, nk, H * D)
         v = c.randn(B, nk, H * Dv)
@@ -322,10 +325,13 @@ def gen_attention():
         K = d(k).reshape(B, nk, H, D).transpose(1, 2)
         V = d(v).reshape(B, nk, H, Dv).transpose(1, 2)
         kw = {"scale": f32(scale)} if scale > 0 else {}
-        o = F.scaled_dot_product_attention(Q, K, V, **kw)
+        o = F.scaled_dot_product_attention(Q, K, V, is_causal=bool(causal), **kw)
         # cross-check against the explicit formula
         sc = f32(scale) if scale > 0 else 1.0 / math.sqrt(D)
-        o2 = torch.softmax(Q @ K.transpose(-1, -2) * sc, dim=-1) @ V
+        s = Q @ K.transpose(-1, -2) * sc
+        if causal:
+            s = s.masked_fill(torch.ones(nq, nk, dtype=torch.bool).triu(1), float("-inf"))
+        o2 = torch.softmax(s, dim=-1) @ V
         assert torch.allclose(o, o2, rtol=1e-12, atol=1e-12)
         c.put("out", o.transpose(1, 2).reshape(B, nq, H * Dv))
         c.params(heads=H, scale=scale)

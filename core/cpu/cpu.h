@@ -61,7 +61,7 @@ DF_INTERNAL int df_cpu_linear(df_backend *be, const df_tensor *x, const df_tenso
 DF_INTERNAL int df_cpu_matmul(df_backend *be, const df_tensor *a, const df_tensor *b, int trans_a, int trans_b,
                               int64_t batch, int64_t m, int64_t n, int64_t k, df_tensor *y);
 DF_INTERNAL int df_cpu_attention(df_backend *be, const df_tensor *q, const df_tensor *k, const df_tensor *v,
-                                 int heads, float scale, df_tensor *y);
+                                 int heads, float scale, int causal, df_tensor *y);
 DF_INTERNAL int df_cpu_group_norm(df_backend *be, const df_tensor *x, int groups, const df_tensor *gamma,
                                   const df_tensor *beta, float eps, int fuse_silu, df_tensor *y);
 DF_INTERNAL int df_cpu_layer_norm(df_backend *be, const df_tensor *x, const df_tensor *gamma,

@@ -166,7 +166,7 @@ int df_cpu_matmul(df_backend *be, const df_tensor *a, const df_tensor *b, int tr
 }
 
 int df_cpu_attention(df_backend *be, const df_tensor *q, const df_tensor *k, const df_tensor *v, int heads,
-                     float scale, df_tensor *y)
+                     float scale, int causal, df_tensor *y)
 {
     (void)be;
     int64_t bsz = q->shape[0], nq = q->shape[1], nk = k->shape[1];
@@ -198,6 +198,9 @@ int df_cpu_attention(df_backend *be, const df_tensor *q, const df_tensor *k, con
             /* S = Q Kᵀ: (nb, d) x (nk, d)ᵀ; softmax rows with the scale; O = S V. */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nk, (int)d, 1.0f, qb, (int)hd, kb,
                         (int)hd, 0.0f, s, (int)nk);
+            if (causal) /* query q0 + r sees keys 0 ..= q0 + r */
+                for (int64_t r = 0; r < nb; r++)
+                    for (int64_t j = q0 + r + 1; j < nk; j++) s[r * nk + j] = -INFINITY;
             df_cpu_softmax_rows(s, nb, nk, scale);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)dv, (int)nk, 1.0f, s, (int)nk, vb,
                         (int)hdv, 0.0f, ob, (int)hdv);

@@ -201,7 +201,7 @@ static int cl_matmul(df_backend *be, const df_tensor *a, const df_tensor *b, int
 #define ATTN_SCRATCH ((size_t)64 << 20)
 
 static int cl_attention(df_backend *be, const df_tensor *q, const df_tensor *k, const df_tensor *v, int heads,
-                        float scale, df_tensor *y)
+                        float scale, int causal, df_tensor *y)
 {
     df_ocl *o = df_ocl_of(be);
     int64_t bsz = q->shape[0], nq = q->shape[1], nk = k->shape[1];
@@ -227,7 +227,8 @@ static int cl_attention(df_backend *be, const df_tensor *q, const df_tensor *k, 
                 rc = blas_fail(o, "batched sgemm (attention scores)", st);
                 break;
             }
-            rc = LAUNCH(o, K_SOFTMAX, 0, (size_t)(heads * nb), M(s), I(0), M(s), I(0), I(nk), F(scale));
+            rc = LAUNCH(o, K_SOFTMAX, 0, (size_t)(heads * nb), M(s), I(0), M(s), I(0), I(nk), F(scale), I(causal),
+                        I(q0), I(nb));
             if (rc) break;
             st = CLBlastSgemmStridedBatched(
                 CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, (size_t)nb, (size_t)dv, (size_t)nk,
@@ -328,7 +329,7 @@ static int cl_softmax(df_backend *be, const df_tensor *x, float scale, df_tensor
 {
     int64_t n = x->shape[x->ndim - 1], rows = n ? df_tensor_numel(x) / n : 0;
     if (!rows) return DF_OK;
-    return LAUNCH(df_ocl_of(be), K_SOFTMAX, 0, (size_t)rows, T(x), T(y), I(n), F(scale));
+    return LAUNCH(df_ocl_of(be), K_SOFTMAX, 0, (size_t)rows, T(x), T(y), I(n), F(scale), I(0), I(0), I(1));
 }
 
 static int cl_modulate(df_backend *be, const df_tensor *x, const df_tensor *shift, const df_tensor *scale,

@@ -85,19 +85,22 @@ __kernel void df_layer_norm(__global const float *x, int xo, __global float *y, 
 
 /* softmax(x·scale) over rows of length n; in place when x == y. A negative
  * scale flips which element is the maximum of x·scale, so the max is taken of
- * the scaled values. */
-__kernel void df_softmax(__global const float *x, int xo, __global float *y, int yo, int n, float scale)
+ * the scaled values. With `causal`, rows are attention scores of queries
+ * q0 + (row % rows_per_block): keys past the query get probability 0. */
+__kernel void df_softmax(__global const float *x, int xo, __global float *y, int yo, int n, float scale, int causal,
+                         int q0, int rows_per_block)
 {
     __local float tmp[DF_WG];
     int row = get_group_id(0), l = get_local_id(0);
     __global const float *src = x + xo + (size_t)row * n;
     __global float *dst = y + yo + (size_t)row * n;
+    int valid = causal ? min(n, q0 + row % rows_per_block + 1) : n;
     float m = -INFINITY;
-    for (int i = l; i < n; i += DF_WG) m = fmax(m, src[i] * scale);
+    for (int i = l; i < valid; i += DF_WG) m = fmax(m, src[i] * scale);
     m = df_wg_max(tmp, m);
     float s = 0.0f;
     for (int i = l; i < n; i += DF_WG) {
-        float e = exp(src[i] * scale - m);
+        float e = i < valid ? exp(src[i] * scale - m) : 0.0f;
         dst[i] = e;
         s += e;
     }
