@@ -29,18 +29,7 @@ static df_backend *backend(void) { return be_ ? be_ : df_backend_cpu(); }
  * (for CI) turns that into a failure. */
 static void setup(void)
 {
-    df_opencl_device_info *devs = NULL;
-    int ndev = 0, rc = df_opencl_list_devices(&devs, &ndev);
-    df_opencl_free_devices(devs);
-    cr_assert_eq(rc, DF_OK, "listing OpenCL devices: %s", df_last_error());
-    if (ndev == 0) {
-        const char *req = getenv("DIFUSA_REQUIRE_OPENCL");
-        cr_assert(!(req && *req && strcmp(req, "0")), "DIFUSA_REQUIRE_OPENCL is set but there is no OpenCL device: %s",
-                  df_last_error());
-        cr_skip_test("no OpenCL device (%s): skipping the OpenCL op tests", df_last_error());
-    }
-    rc = df_backend_opencl_create(NULL, &be_);
-    cr_assert_eq(rc, DF_OK, "creating the OpenCL backend: %s", df_last_error());
+    be_ = fx_opencl_backend();
     fx = fx_open("ops.safetensors");
 }
 

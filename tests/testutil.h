@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "opencl.h"
 #include "tensor.h"
 
 #define FIXTURE_DIR "tests/fixtures"
@@ -67,6 +68,27 @@ static inline double fx_param(df_safetensors *st, const char *prefix, const char
         while (*p && *p != ' ') p++;
     }
     return dflt;
+}
+
+/* An OpenCL backend for a suite that runs on OpenCL. Skips the test only
+ * where no OpenCL device exists at all; DIFUSA_REQUIRE_OPENCL=1 (set by
+ * `make test` under CI) turns that into a failure. */
+static inline df_backend *fx_opencl_backend(void)
+{
+    df_opencl_device_info *devs = NULL;
+    int ndev = 0, rc = df_opencl_list_devices(&devs, &ndev);
+    df_opencl_free_devices(devs);
+    cr_assert_eq(rc, DF_OK, "listing OpenCL devices: %s", df_last_error());
+    if (ndev == 0) {
+        const char *req = getenv("DIFUSA_REQUIRE_OPENCL");
+        cr_assert(!(req && *req && strcmp(req, "0")), "DIFUSA_REQUIRE_OPENCL is set but there is no OpenCL device: %s",
+                  df_last_error());
+        cr_skip_test("no OpenCL device (%s): skipping the OpenCL tests", df_last_error());
+    }
+    df_backend *be = NULL;
+    rc = df_backend_opencl_create(NULL, &be);
+    cr_assert_eq(rc, DF_OK, "creating the OpenCL backend: %s", df_last_error());
+    return be;
 }
 
 /* max |a-b| / max(|ref|, tiny): the error measure the issue names. */
