@@ -43,7 +43,7 @@ PUBLIC_HEADERS = core/df.h core/tensor.h core/ops.h core/backend.h core/rng.h co
 LIB_A  = $(BUILD)/libdifusa.a
 LIB_SO = $(BUILD)/libdifusa.so
 
-.PHONY: all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
+.PHONY: check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
 
 all: $(LIB_A) $(LIB_SO)
 
@@ -117,12 +117,27 @@ gpu-bundle: $(BUILD)/tests/test_opencl $(BUILD)/tests/test_ops_opencl $(BUILD)/b
 	  while read -r l; do cp -L "$$l" $(GPU_BUNDLE)/lib/; done
 	@du -sh $(GPU_BUNDLE)
 
+# Full-size checks against the references (Python and torch needed; the
+# models, ~0.5 GB, are generated under build/check-full and not committed).
+CHECK_SRC = $(sort $(wildcard tests/full/check_*.c))
+CHECK_BIN = $(CHECK_SRC:tests/full/%.c=$(BUILD)/tests/full/%)
+
+$(BUILD)/tests/full/%: tests/full/%.c tests/testutil.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -I tests -MMD -MP $< -o $@ $(LIB_A) $(TEST_LIBS) $(LDLIBS_CORE)
+
+check-full: deps $(CHECK_BIN)
+	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
+	@test -f build/check-full/clip_vitl/expected.safetensors || tools/.venv/bin/python tools/gen_full_checks.py build/check-full
+	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} sh tests/run.sh $(CHECK_BIN)
+
 # Regenerates tests/fixtures with the reference implementations (Python, torch;
 # dev-time only: the tests never run Python).
 fixtures:
 	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
 	tools/.venv/bin/python tools/gen_op_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_rng_fixtures.py tests/fixtures
+	tools/.venv/bin/python tools/gen_clip_fixtures.py tests/fixtures
 
 # core/ must never see Lua, and every header compiles on its own.
 check-layers:

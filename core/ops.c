@@ -32,7 +32,7 @@ _Static_assert(sizeof op_names / sizeof op_names[0] == DF_OP_COUNT, "op name tab
 
 const char *df_op_name(df_op op) { return (unsigned)op < DF_OP_COUNT ? op_names[op] : "?"; }
 
-df_conv2d_params df_conv2d_default_params(void) { return (df_conv2d_params){1, 1, 0, 0}; }
+df_conv2d_params df_conv2d_default_params(void) { return (df_conv2d_params){1, 1, 0, 0, 0, 0}; }
 
 /* ---- checking helpers ---- */
 
@@ -142,11 +142,11 @@ int df_conv2d(const df_tensor *x, const df_tensor *w, const df_tensor *b, const 
         return df_error(DF_ESHAPE, "conv2d: weight %s expects %lld input channels, x %s has %lld", SHAPE(w, b1),
                         (long long)w->shape[1], SHAPE(x, b2), (long long)x->shape[1]);
     if (b && (rc = vec_of(op, "bias", b, w->shape[0]))) return rc;
-    if (p->stride_h < 1 || p->stride_w < 1 || p->pad_h < 0 || p->pad_w < 0)
-        return df_error(DF_EINVAL, "conv2d: stride (%d, %d) must be >= 1 and padding (%d, %d) >= 0", p->stride_h,
-                        p->stride_w, p->pad_h, p->pad_w);
-    int64_t ho = (x->shape[2] + 2 * p->pad_h - w->shape[2]);
-    int64_t wo = (x->shape[3] + 2 * p->pad_w - w->shape[3]);
+    if (p->stride_h < 1 || p->stride_w < 1 || p->pad_h < 0 || p->pad_w < 0 || p->pad_bottom < 0 || p->pad_right < 0)
+        return df_error(DF_EINVAL, "conv2d: stride (%d, %d) must be >= 1 and padding (%d, %d, +%d, +%d) >= 0",
+                        p->stride_h, p->stride_w, p->pad_h, p->pad_w, p->pad_bottom, p->pad_right);
+    int64_t ho = (x->shape[2] + 2 * p->pad_h + p->pad_bottom - w->shape[2]);
+    int64_t wo = (x->shape[3] + 2 * p->pad_w + p->pad_right - w->shape[3]);
     if (ho < 0 || wo < 0)
         return df_error(DF_ESHAPE, "conv2d: kernel %lldx%lld larger than padded input %s", (long long)w->shape[2],
                         (long long)w->shape[3], SHAPE(x, b1));

@@ -40,13 +40,15 @@ typedef enum { DF_REDUCE_MEAN, DF_REDUCE_VAR } df_reduce_op;
 
 typedef struct df_conv2d_params {
     int stride_h, stride_w;
-    int pad_h, pad_w;
+    int pad_h, pad_w;           /* zero padding on every side */
+    int pad_bottom, pad_right;  /* extra padding on the far sides only (diffusers'
+                                   Downsample2D with padding 0 pads (0, 1, 0, 1)) */
 } df_conv2d_params;
 
 DF_API df_conv2d_params df_conv2d_default_params(void); /* stride 1, padding 0 */
 
 /* x (N, Cin, H, W), w (Cout, Cin, kh, kw), b (Cout) or NULL -> (N, Cout, Ho, Wo),
- * Ho = (H + 2 pad_h - kh) / stride_h + 1. */
+ * Ho = (H + 2 pad_h + pad_bottom - kh) / stride_h + 1. */
 DF_API int df_conv2d(const df_tensor *x, const df_tensor *w, const df_tensor *b,
                      const df_conv2d_params *p, df_tensor **out);
 

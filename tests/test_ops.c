@@ -99,7 +99,8 @@ static void run_conv(const char *op, double tol)
     {
         df_tensor *x = dev(fx_get(fx, c, "x")), *w = dev(fx_get_raw(fx, c, "w")), *b = dev(fx_get_opt(fx, c, "b"));
         df_conv2d_params p = {(int)fx_param(fx, c, "stride_h", 1), (int)fx_param(fx, c, "stride_w", 1),
-                              (int)fx_param(fx, c, "pad_h", 0), (int)fx_param(fx, c, "pad_w", 0)};
+                              (int)fx_param(fx, c, "pad_h", 0), (int)fx_param(fx, c, "pad_w", 0),
+                              (int)fx_param(fx, c, "pad_bottom", 0), (int)fx_param(fx, c, "pad_right", 0)};
         df_tensor *y = NULL;
         int rc = df_conv2d(x, w, b, &p, &y);
         check(y, fx_get(fx, c, "out"), tol, c, rc);

@@ -126,6 +126,15 @@ def gen_conv2d():
         c.put("out", out)
         c.params(stride_h=s, stride_w=s, pad_h=ph, pad_w=pw)
         c.done()
+    # far-side padding only, as diffusers' Downsample2D (padding=0) does: F.pad (0, 1, 0, 1)
+    for n, cin, h, w_, cout in [(1, 4, 8, 8, 6), (2, 3, 7, 9, 5), (1, 2, 2, 2, 3)]:
+        c = Case("conv2d")
+        x = c.put("x", c.randn(n, cin, h, w_))
+        w = c.put("w", c.randn(cout, cin, 3, 3) / math.sqrt(cin * 9))
+        b = c.put("b", c.randn(cout) * 0.5)
+        c.put("out", F.conv2d(F.pad(d(x), (0, 1, 0, 1)), d(w), d(b), stride=2))
+        c.params(stride_h=2, stride_w=2, pad_h=0, pad_w=0, pad_bottom=1, pad_right=1)
+        c.done()
 
 
 def gen_conv2d_lowp(op, dtype):

@@ -76,7 +76,8 @@ int df_cpu_conv2d(df_backend *be, const df_tensor *x, const df_tensor *w, const 
     }
     const float *xd = df_cpu_f32(x);
     float *yd = df_cpu_f32_mut(y);
-    int direct = kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0;
+    int direct = kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
+                 p->pad_bottom == 0 && p->pad_right == 0;
     int64_t tile = 0;
     float *col = NULL;
     size_t col_bytes = 0;

@@ -106,7 +106,8 @@ static int cl_conv2d(df_backend *be, const df_tensor *x, const df_tensor *w, con
     int64_t n = x->shape[0], cin = x->shape[1], h = x->shape[2], wd = x->shape[3];
     int64_t cout = w->shape[0], kh = w->shape[2], kw = w->shape[3];
     int64_t wo = y->shape[3], plane = y->shape[2] * wo, k = cin * kh * kw;
-    int direct = kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0;
+    int direct = kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
+                 p->pad_bottom == 0 && p->pad_right == 0;
     f32_view wf, bf;
     int rc = as_f32(o, w, &wf);
     if (!rc) rc = as_f32(o, b, &bf);
