@@ -9,12 +9,55 @@
 #include <string.h>
 #include <sys/stat.h>
 
+typedef struct alias {
+    char *alias, *real;
+} alias;
+
 struct df_weights {
     char *path;
     int n_files;
     df_safetensors **files;
     char *config;
+    alias *aliases; /* sorted by alias when `sorted` */
+    int n_aliases, cap_aliases, sorted;
 };
+
+static int cmp_alias(const void *a, const void *b) { return strcmp(((const alias *)a)->alias, ((const alias *)b)->alias); }
+
+int df_weights_add_alias(df_weights *w, const char *a, const char *real)
+{
+    if (w->n_aliases == w->cap_aliases) {
+        int cap = w->cap_aliases ? 2 * w->cap_aliases : 256;
+        alias *n = df_realloc(w->aliases, (size_t)cap * sizeof *n);
+        if (!n) return DF_ENOMEM;
+        w->aliases = n;
+        w->cap_aliases = cap;
+    }
+    alias *e = &w->aliases[w->n_aliases];
+    e->alias = df_strdup(a);
+    e->real = e->alias ? df_strdup(real) : NULL;
+    if (!e->real) {
+        df_free(e->alias);
+        return DF_ENOMEM;
+    }
+    w->n_aliases++;
+    w->sorted = 0;
+    return DF_OK;
+}
+
+/* The stored name behind `name` (itself when it is no alias). */
+static const char *resolve(const df_weights *w, const char *name)
+{
+    if (!w->n_aliases) return name;
+    if (!w->sorted) { /* sorting is not a visible change: the set is the same */
+        df_weights *mw = (df_weights *)w;
+        qsort(mw->aliases, (size_t)mw->n_aliases, sizeof *mw->aliases, cmp_alias);
+        mw->sorted = 1;
+    }
+    alias key = {(char *)name, NULL};
+    const alias *hit = bsearch(&key, w->aliases, (size_t)w->n_aliases, sizeof key, cmp_alias);
+    return hit ? hit->real : name;
+}
 
 static int ends_with(const char *s, const char *suffix)
 {
@@ -123,6 +166,11 @@ void df_weights_free(df_weights *w)
 {
     if (!w) return;
     for (int i = 0; i < w->n_files; i++) df_safetensors_close(w->files[i]);
+    for (int i = 0; i < w->n_aliases; i++) {
+        df_free(w->aliases[i].alias);
+        df_free(w->aliases[i].real);
+    }
+    df_free(w->aliases);
     df_free(w->files);
     df_free(w->config);
     df_free(w->path);
@@ -133,6 +181,7 @@ const char *df_weights_path(const df_weights *w) { return w->path; }
 
 static const df_st_info *find(const df_weights *w, const char *name, df_safetensors **file)
 {
+    name = resolve(w, name);
     for (int i = 0; i < w->n_files; i++) {
         const df_st_info *info = df_safetensors_find(w->files[i], name);
         if (info) {
@@ -189,7 +238,8 @@ int df_weights_get(const df_weights *w, const char *name, df_backend *be, int wa
     df_safetensors *file = NULL;
     if (!find(w, name, &file)) return df_error(DF_ENOTFOUND, "%s: tensor '%s' not found", w->path, name);
     df_tensor *t = NULL;
-    int rc = want_f32 ? df_safetensors_get_f32(file, name, &t) : df_safetensors_get(file, name, &t);
+    const char *real = resolve(w, name);
+    int rc = want_f32 ? df_safetensors_get_f32(file, real, &t) : df_safetensors_get(file, real, &t);
     if (rc != DF_OK) return rc;
     if (!be || be == df_backend_cpu()) {
         *out = t;

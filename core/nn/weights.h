@@ -30,6 +30,11 @@ DF_API const char *df_weights_metadata(const df_weights *w, const char *key);
 /* The folder's config.json text, or NULL (single files have none). */
 DF_API const char *df_weights_config(const df_weights *w);
 
+/* Makes `alias` another name for the stored tensor `real` (loaders map the
+ * original LDM names onto diffusers' this way, then read diffusers names
+ * only). Aliases are looked up before stored names. */
+DF_API int df_weights_add_alias(df_weights *w, const char *alias, const char *real);
+
 /* Tensor `name` on backend `be` (NULL: CPU) in its stored dtype, or with
  * `want_f32` converted to f32. A missing tensor is DF_ENOTFOUND naming the
  * tensor and the checkpoint. */

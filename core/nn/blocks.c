@@ -1,0 +1,312 @@
+#include "blocks.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void nn_free_tensors(df_tensor **ts, int n)
+{
+    for (int i = 0; i < n; i++) {
+        df_tensor_free(ts[i]);
+        ts[i] = NULL;
+    }
+}
+
+#define FREE_FIELDS(s) nn_free_tensors((df_tensor **)(s), (int)(sizeof *(s) / sizeof(df_tensor *)))
+
+df_tensor *nn_get(nn_loader *L, int optional, const char *fmt, ...)
+{
+    if (L->rc) return NULL;
+    char name[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    if (!df_weights_find(L->w, name)) {
+        if (!optional) L->rc = df_error(DF_ENOTFOUND, "%s: tensor '%s' missing", df_weights_path(L->w), name);
+        return NULL;
+    }
+    df_tensor *t = NULL;
+    L->rc = df_weights_get(L->w, name, L->be, 0, &t);
+    return t;
+}
+
+int nn_has(const nn_loader *L, const char *fmt, ...)
+{
+    char name[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return df_weights_find(L->w, name) != NULL;
+}
+
+df_tensor *nn_as_linear(nn_loader *L, df_tensor *w)
+{
+    if (!w || w->ndim != 4) return w;
+    df_tensor *v = NULL;
+    if (L->rc == DF_OK) L->rc = df_tensor_reshape(w, 2, (int64_t[]){w->shape[0], w->shape[1]}, &v);
+    df_tensor_free(w);
+    return v;
+}
+
+int nn_add_free(df_tensor *x, df_tensor *y, df_tensor **out)
+{
+    int rc = df_add(x, y, out);
+    df_tensor_free(x);
+    df_tensor_free(y);
+    return rc;
+}
+
+/* ---- ResnetBlock2D ---- */
+
+void nn_resnet_load(nn_loader *L, nn_resnet *r, const char *p, int groups, float eps)
+{
+    memset(r, 0, sizeof *r);
+    r->groups = groups;
+    r->eps = eps;
+    r->norm1_w = nn_get(L, 0, "%snorm1.weight", p);
+    r->norm1_b = nn_get(L, 0, "%snorm1.bias", p);
+    r->conv1_w = nn_get(L, 0, "%sconv1.weight", p);
+    r->conv1_b = nn_get(L, 0, "%sconv1.bias", p);
+    r->temb_w = nn_get(L, 1, "%stime_emb_proj.weight", p);
+    r->temb_b = nn_get(L, 1, "%stime_emb_proj.bias", p);
+    r->norm2_w = nn_get(L, 0, "%snorm2.weight", p);
+    r->norm2_b = nn_get(L, 0, "%snorm2.bias", p);
+    r->conv2_w = nn_get(L, 0, "%sconv2.weight", p);
+    r->conv2_b = nn_get(L, 0, "%sconv2.bias", p);
+    r->short_w = nn_get(L, 1, "%sconv_shortcut.weight", p);
+    r->short_b = nn_get(L, 1, "%sconv_shortcut.bias", p);
+}
+
+void nn_resnet_free(nn_resnet *r) { nn_free_tensors(&r->norm1_w, 12); }
+
+int nn_resnet_forward(const nn_resnet *r, const df_tensor *x, const df_tensor *temb, df_tensor **out)
+{
+    df_conv2d_params same = {1, 1, 1, 1, 0, 0};
+    df_tensor *h = NULL, *t = NULL, *sc = NULL;
+    int rc = df_group_norm(x, r->groups, r->norm1_w, r->norm1_b, r->eps, 1, &h);
+    NN_STEP(rc, h, df_conv2d(h, r->conv1_w, r->conv1_b, &same, &next_));
+    if (!rc && temb && r->temb_w) { /* + proj(silu(temb))[:, :, None, None] */
+        df_tensor *t4 = NULL;
+        rc = df_linear(temb, r->temb_w, r->temb_b, &t);
+        if (!rc) rc = df_tensor_reshape(t, 4, (int64_t[]){t->shape[0], t->shape[1], 1, 1}, &t4);
+        df_tensor_free(t);
+        NN_STEP(rc, h, df_add(h, t4, &next_));
+        df_tensor_free(t4);
+    }
+    NN_STEP(rc, h, df_group_norm(h, r->groups, r->norm2_w, r->norm2_b, r->eps, 1, &next_));
+    NN_STEP(rc, h, df_conv2d(h, r->conv2_w, r->conv2_b, &same, &next_));
+    if (!rc && r->short_w) {
+        df_conv2d_params one = df_conv2d_default_params();
+        rc = df_conv2d(x, r->short_w, r->short_b, &one, &sc);
+    } else if (!rc && !(sc = df_tensor_ref(x))) {
+        rc = DF_ENOMEM;
+    }
+    if (rc) {
+        df_tensor_free(h);
+        return rc;
+    }
+    return nn_add_free(sc, h, out);
+}
+
+/* ---- attention ---- */
+
+void nn_attn_load(nn_loader *L, nn_attn *a, const char *p)
+{
+    memset(a, 0, sizeof *a);
+    a->q_w = nn_as_linear(L, nn_get(L, 0, "%sto_q.weight", p));
+    a->q_b = nn_get(L, 1, "%sto_q.bias", p);
+    a->k_w = nn_as_linear(L, nn_get(L, 0, "%sto_k.weight", p));
+    a->k_b = nn_get(L, 1, "%sto_k.bias", p);
+    a->v_w = nn_as_linear(L, nn_get(L, 0, "%sto_v.weight", p));
+    a->v_b = nn_get(L, 1, "%sto_v.bias", p);
+    a->o_w = nn_as_linear(L, nn_get(L, 0, "%sto_out.0.weight", p));
+    a->o_b = nn_get(L, 1, "%sto_out.0.bias", p);
+}
+
+void nn_attn_free(nn_attn *a) { FREE_FIELDS(a); }
+
+int nn_attn_forward(const nn_attn *a, const df_tensor *x, const df_tensor *ctx, int heads, df_tensor **out)
+{
+    if (!ctx) ctx = x;
+    df_tensor *q = NULL, *k = NULL, *v = NULL, *o = NULL;
+    int rc = df_linear(x, a->q_w, a->q_b, &q);
+    if (!rc) rc = df_linear(ctx, a->k_w, a->k_b, &k);
+    if (!rc) rc = df_linear(ctx, a->v_w, a->v_b, &v);
+    if (!rc) rc = df_attention(q, k, v, heads, 0.0f, &o);
+    df_tensor_free(q), df_tensor_free(k), df_tensor_free(v);
+    NN_STEP(rc, o, df_linear(o, a->o_w, a->o_b, &next_));
+    *out = rc ? NULL : o;
+    if (rc) df_tensor_free(o);
+    return rc;
+}
+
+/* ---- Transformer2DModel ---- */
+
+void nn_transformer_load(nn_loader *L, nn_transformer *t, const char *p, int heads, int groups)
+{
+    memset(t, 0, sizeof *t);
+    t->heads = heads;
+    t->groups = groups;
+    t->norm_w = nn_get(L, 0, "%snorm.weight", p);
+    t->norm_b = nn_get(L, 0, "%snorm.bias", p);
+    t->in_w = nn_get(L, 0, "%sproj_in.weight", p);
+    t->in_b = nn_get(L, 0, "%sproj_in.bias", p);
+    t->out_w = nn_get(L, 0, "%sproj_out.weight", p);
+    t->out_b = nn_get(L, 0, "%sproj_out.bias", p);
+    if (L->rc) return;
+    t->linear_proj = t->in_w->ndim == 2;
+    while (nn_has(L, "%stransformer_blocks.%d.attn1.to_q.weight", p, t->depth)) t->depth++;
+    if (!t->depth) {
+        L->rc = df_error(DF_ENOTFOUND, "%s: '%s' has no transformer blocks", df_weights_path(L->w), p);
+        return;
+    }
+    if (!(t->blocks = df_calloc((size_t)t->depth, sizeof *t->blocks))) {
+        L->rc = DF_ENOMEM;
+        return;
+    }
+    for (int i = 0; i < t->depth; i++) {
+        nn_tblock *b = &t->blocks[i];
+        char q[512];
+        b->ln1_w = nn_get(L, 0, "%stransformer_blocks.%d.norm1.weight", p, i);
+        b->ln1_b = nn_get(L, 0, "%stransformer_blocks.%d.norm1.bias", p, i);
+        b->ln2_w = nn_get(L, 0, "%stransformer_blocks.%d.norm2.weight", p, i);
+        b->ln2_b = nn_get(L, 0, "%stransformer_blocks.%d.norm2.bias", p, i);
+        b->ln3_w = nn_get(L, 0, "%stransformer_blocks.%d.norm3.weight", p, i);
+        b->ln3_b = nn_get(L, 0, "%stransformer_blocks.%d.norm3.bias", p, i);
+        snprintf(q, sizeof q, "%stransformer_blocks.%d.attn1.", p, i);
+        nn_attn_load(L, &b->attn1, q);
+        snprintf(q, sizeof q, "%stransformer_blocks.%d.attn2.", p, i);
+        nn_attn_load(L, &b->attn2, q);
+        b->ff_in_w = nn_get(L, 0, "%stransformer_blocks.%d.ff.net.0.proj.weight", p, i);
+        b->ff_in_b = nn_get(L, 0, "%stransformer_blocks.%d.ff.net.0.proj.bias", p, i);
+        b->ff_out_w = nn_get(L, 0, "%stransformer_blocks.%d.ff.net.2.weight", p, i);
+        b->ff_out_b = nn_get(L, 0, "%stransformer_blocks.%d.ff.net.2.bias", p, i);
+    }
+}
+
+void nn_transformer_free(nn_transformer *t)
+{
+    for (int i = 0; t->blocks && i < t->depth; i++) {
+        nn_tblock *b = &t->blocks[i];
+        nn_free_tensors(&b->ln1_w, 6);
+        nn_attn_free(&b->attn1);
+        nn_attn_free(&b->attn2);
+        nn_free_tensors(&b->ff_in_w, 4);
+    }
+    df_free(t->blocks);
+    nn_free_tensors(&t->norm_w, 6);
+}
+
+/* x (B, N, C): x + attn1(ln1 x); + attn2(ln2 x, ctx); + ff(ln3 x). Takes x. */
+static int tblock_forward(const nn_tblock *b, df_tensor *x, const df_tensor *ctx, int heads, df_tensor **out)
+{
+    const float eps = 1e-5f;
+    df_tensor *h = NULL, *a = NULL;
+    int rc = df_layer_norm(x, b->ln1_w, b->ln1_b, eps, &h);
+    if (!rc) rc = nn_attn_forward(&b->attn1, h, NULL, heads, &a);
+    df_tensor_free(h);
+    if (!rc) rc = nn_add_free(x, a, &x);
+    else df_tensor_free(x), x = NULL;
+    if (!rc) rc = df_layer_norm(x, b->ln2_w, b->ln2_b, eps, &h);
+    if (!rc) rc = nn_attn_forward(&b->attn2, h, ctx, heads, &a);
+    df_tensor_free(h);
+    h = NULL;
+    if (!rc) rc = nn_add_free(x, a, &x);
+    if (!rc) rc = df_layer_norm(x, b->ln3_w, b->ln3_b, eps, &h);
+    NN_STEP(rc, h, df_linear(h, b->ff_in_w, b->ff_in_b, &next_));
+    NN_STEP(rc, h, df_geglu(h, &next_));
+    NN_STEP(rc, h, df_linear(h, b->ff_out_w, b->ff_out_b, &next_));
+    if (!rc) return nn_add_free(x, h, out);
+    df_tensor_free(x);
+    df_tensor_free(h);
+    return rc;
+}
+
+/* (B, C, H, W) <-> (B, H·W, C) */
+static int to_tokens(const df_tensor *x, df_tensor **out)
+{
+    df_tensor *f = NULL;
+    int rc = df_tensor_reshape(x, 3, (int64_t[]){x->shape[0], x->shape[1], x->shape[2] * x->shape[3]}, &f);
+    if (!rc) rc = df_permute(f, (int[]){0, 2, 1}, out);
+    df_tensor_free(f);
+    return rc;
+}
+
+static int to_image(const df_tensor *t, int64_t h, int64_t w, df_tensor **out)
+{
+    df_tensor *p = NULL;
+    int rc = df_permute(t, (int[]){0, 2, 1}, &p);
+    if (!rc) rc = df_tensor_reshape(p, 4, (int64_t[]){t->shape[0], t->shape[2], h, w}, out);
+    df_tensor_free(p);
+    return rc;
+}
+
+int nn_transformer_forward(const nn_transformer *t, const df_tensor *x, const df_tensor *ctx, df_tensor **out)
+{
+    int64_t H = x->shape[2], W = x->shape[3];
+    df_conv2d_params one = df_conv2d_default_params();
+    df_tensor *h = NULL;
+    int rc = df_group_norm(x, t->groups, t->norm_w, t->norm_b, 1e-6f, 0, &h);
+    if (t->linear_proj) {
+        NN_STEP(rc, h, to_tokens(h, &next_));
+        NN_STEP(rc, h, df_linear(h, t->in_w, t->in_b, &next_));
+    } else {
+        NN_STEP(rc, h, df_conv2d(h, t->in_w, t->in_b, &one, &next_));
+        NN_STEP(rc, h, to_tokens(h, &next_));
+    }
+    for (int i = 0; i < t->depth && !rc; i++) {
+        df_tensor *hin = h;
+        h = NULL;
+        rc = tblock_forward(&t->blocks[i], hin, ctx, t->heads, &h);
+    }
+    if (t->linear_proj) {
+        NN_STEP(rc, h, df_linear(h, t->out_w, t->out_b, &next_));
+        NN_STEP(rc, h, to_image(h, H, W, &next_));
+    } else {
+        NN_STEP(rc, h, to_image(h, H, W, &next_));
+        NN_STEP(rc, h, df_conv2d(h, t->out_w, t->out_b, &one, &next_));
+    }
+    if (rc) {
+        df_tensor_free(h);
+        return rc;
+    }
+    rc = df_add(h, x, out);
+    df_tensor_free(h);
+    return rc;
+}
+
+/* ---- the VAE's spatial attention ---- */
+
+void nn_spatial_attn_load(nn_loader *L, nn_spatial_attn *a, const char *p, int groups)
+{
+    memset(a, 0, sizeof *a);
+    a->groups = groups;
+    a->norm_w = nn_get(L, 0, "%sgroup_norm.weight", p);
+    a->norm_b = nn_get(L, 0, "%sgroup_norm.bias", p);
+    nn_attn_load(L, &a->attn, p);
+}
+
+void nn_spatial_attn_free(nn_spatial_attn *a)
+{
+    nn_free_tensors(&a->norm_w, 2);
+    nn_attn_free(&a->attn);
+}
+
+int nn_spatial_attn_forward(const nn_spatial_attn *a, const df_tensor *x, df_tensor **out)
+{
+    int64_t H = x->shape[2], W = x->shape[3];
+    df_tensor *h = NULL;
+    int rc = df_group_norm(x, a->groups, a->norm_w, a->norm_b, 1e-6f, 0, &h);
+    NN_STEP(rc, h, to_tokens(h, &next_));
+    NN_STEP(rc, h, nn_attn_forward(&a->attn, h, NULL, 1, &next_));
+    NN_STEP(rc, h, to_image(h, H, W, &next_));
+    if (rc) {
+        df_tensor_free(h);
+        return rc;
+    }
+    rc = df_add(h, x, out);
+    df_tensor_free(h);
+    return rc;
+}
