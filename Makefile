@@ -31,6 +31,8 @@ DEBIAN_PKGS = build-essential pkg-config liblua5.4-dev lua5.4 ocl-icd-opencl-dev
               pocl-opencl-icd libclblast-dev libstb-dev libcriterion-dev libopenblas-openmp-dev
 
 CORE_SRC  = $(sort $(wildcard core/*.c core/*/*.c))
+# The plugin loader and host (plugins/) are part of the core library.
+CORE_SRC += $(sort $(wildcard plugins/*.c))
 CL_SRC    = $(sort $(wildcard core/opencl/kernels/*.cl))
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/cl_kernels.o
 TEST_SRC  = $(sort $(wildcard tests/test_*.c))
@@ -43,9 +45,22 @@ PUBLIC_HEADERS = core/df.h core/tensor.h core/ops.h core/backend.h core/rng.h co
 LIB_A  = $(BUILD)/libdifusa.a
 LIB_SO = $(BUILD)/libdifusa.so
 
+# Sampler plugins: each samplers/*.c is a shared object built against
+# plugins/difusa_plugin.h alone (-z defs: nothing left for libdifusa to resolve).
+SAMPLER_SRC    = $(sort $(wildcard samplers/*.c))
+SAMPLER_SO     = $(SAMPLER_SRC:samplers/%.c=$(BUILD)/samplers/%.so)
+PLUGIN_CFLAGS  = -std=c11 -Wall -Wextra $(OPT) $(ARCH) -fPIC -fvisibility=hidden -I plugins $(EXTRA_CFLAGS)
+PLUGIN_LDFLAGS = -shared -Wl,-z,defs -lm
+# Test plugins (tests/test_plugin.c): one source, one variant per failure mode.
+TEST_PLUGIN_SRC = tests/fixtures/sampler_plugins/test_plugin.c
+TEST_PLUGINS    = good bad_abi no_entry init_fail dup_name small_desc bad_sampler
+TEST_PLUGIN_SO  = $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
+
 .PHONY: check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
+.PHONY: install-samplers
 
 all: $(LIB_A) $(LIB_SO)
+all: $(SAMPLER_SO)
 
 # Installs the Debian packages the project needs when run as root; does
 # nothing when they are all present.
@@ -85,6 +100,17 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB_A)
 $(BUILD)/bench/%: bench/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -MMD -MP $< -o $@ $(LIB_A) $(LDLIBS_CORE)
+
+$(BUILD)/samplers/%.so: samplers/%.c samplers/common.h plugins/difusa_plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) -MMD -MP $< -o $@ $(PLUGIN_LDFLAGS)
+
+$(BUILD)/tests/plugins/%.so: $(TEST_PLUGIN_SRC) plugins/difusa_plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) -DTEST_PLUGIN_$(shell echo $* | tr a-z A-Z) $< -o $@ $(PLUGIN_LDFLAGS)
+
+# The sampler and plugin tests load the built plugins (found next to the binary).
+$(filter $(BUILD)/tests/test_sampler% $(BUILD)/tests/test_plugin%,$(TEST_BIN)): $(SAMPLER_SO) $(TEST_PLUGIN_SO)
 
 # Runs every Criterion binary from the repository root (fixtures are found
 # relative to it), then prints one summary line over all of them. Under CI
@@ -137,16 +163,22 @@ fixtures:
 	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
 	tools/.venv/bin/python tools/gen_op_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_rng_fixtures.py tests/fixtures
+	tools/.venv/bin/python tools/gen_sampler_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_clip_fixtures.py tests/fixtures
+	tools/.venv/bin/python tools/gen_unet_vae_fixtures.py tests/fixtures
 
 # core/ must never see Lua, and every header compiles on its own.
 check-layers:
 	@! grep -rn 'include.*lua' core/ || (echo "core/ includes Lua headers" && exit 1)
 	@for h in $(wildcard core/*.h core/*/*.h); do \
 	  echo "#include \"$$h\"" | $(CC) $(CFLAGS_COMMON) -I. -x c -fsyntax-only - || exit 1; done
+	@for h in $(wildcard plugins/*.h); do \
+	  echo "#include \"$$h\"" | $(CC) $(CFLAGS_COMMON) -I. -x c -fsyntax-only - || exit 1; done
+	@! grep -n '#include "' samplers/*.c samplers/*.h | grep -v -e '"difusa_plugin.h"' -e '"common.h"' || \
+	  (echo "samplers/ may include only difusa_plugin.h" && exit 1)
 	@echo "check-layers: ok"
 
-install: all
+install: all install-samplers
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/difusa/io $(DESTDIR)$(PKGDIR)
 	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libdifusa.so.0
@@ -157,7 +189,16 @@ install: all
 	    -e 's|@VERSION@|$(shell sed -n 's/^#define DF_VERSION "\(.*\)"/\1/p' core/df.h)|' \
 	    -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' difusa.pc.in > $(DESTDIR)$(PKGDIR)/difusa.pc
 
+# The sampler plugins, the plugin ABI header (all an out-of-tree plugin needs),
+# the registry and the schedules.
+install-samplers: $(SAMPLER_SO)
+	install -d $(DESTDIR)$(LIBDIR)/difusa/samplers $(DESTDIR)$(INCDIR)/difusa/sched
+	install -m 755 $(SAMPLER_SO) $(DESTDIR)$(LIBDIR)/difusa/samplers/
+	install -m 644 plugins/difusa_plugin.h plugins/registry.h $(DESTDIR)$(INCDIR)/difusa/
+	install -m 644 core/sched/schedule.h core/sched/denoiser.h core/sched/brownian.h $(DESTDIR)$(INCDIR)/difusa/sched/
+
 uninstall:
+	rm -rf $(DESTDIR)$(LIBDIR)/difusa/samplers
 	rm -f $(DESTDIR)$(LIBDIR)/libdifusa.a $(DESTDIR)$(LIBDIR)/libdifusa.so $(DESTDIR)$(LIBDIR)/libdifusa.so.0
 	rm -rf $(DESTDIR)$(INCDIR)/difusa $(DESTDIR)$(PKGDIR)/difusa.pc
 
@@ -165,3 +206,4 @@ clean:
 	rm -rf build
 
 -include $(CORE_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)
+-include $(SAMPLER_SO:.so=.d)

@@ -50,6 +50,15 @@ df_tensor *nn_as_linear(nn_loader *L, df_tensor *w)
     return v;
 }
 
+int nn_on(df_backend *be, const df_tensor *t, df_tensor **out)
+{
+    if (df_tensor_backend(t) == be) {
+        *out = df_tensor_ref(t);
+        return *out ? DF_OK : DF_ENOMEM;
+    }
+    return df_tensor_to(t, be, out);
+}
+
 int nn_add_free(df_tensor *x, df_tensor *y, df_tensor **out)
 {
     int rc = df_add(x, y, out);

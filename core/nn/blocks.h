@@ -93,5 +93,7 @@ DF_INTERNAL int nn_add_free(df_tensor *x, df_tensor *y, df_tensor **out);
     } while (0)
 
 DF_INTERNAL void nn_free_tensors(df_tensor **ts, int n);
+/* t on backend be: a new reference when it is there already, else a copy. */
+DF_INTERNAL int nn_on(df_backend *be, const df_tensor *t, df_tensor **out);
 
 #endif

@@ -165,20 +165,6 @@ static int apply_config(df_unet_config *c, const char *text, const char *what)
     return DF_OK;
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n >= 0 && n < (16 << 20) && fseek(f, 0, SEEK_SET) == 0 && (buf = df_malloc((size_t)n + 1))) {
-        if (fread(buf, 1, (size_t)n, f) == (size_t)n) buf[n] = '\0';
-        else df_free(buf), buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 static const df_st_info *find(const df_weights *w, const char *np, const char *fmt, int a, int b)
 {
     char name[400], full[420];
@@ -286,7 +272,7 @@ int df_unet_load(df_weights *w, const char *prefix, df_backend *be, const df_une
     df_unet_config *c = &u->cfg;
     if ((rc = infer_config(w, np, c))) goto fail;
     if (p->config_path) {
-        char *text = read_file(p->config_path);
+        char *text = df_read_text_file(p->config_path, 16 << 20);
         if (!text) {
             rc = df_error(DF_EIO, "%s: cannot read the UNet config", p->config_path);
             goto fail;
@@ -377,14 +363,14 @@ static int time_embedding(const df_unet *u, const float *timesteps, int64_t B, c
                           df_tensor_shape_str(extra->text_embeds, b1, 64), df_tensor_shape_str(extra->time_ids, b2, 64),
                           c->adm_in);
         }
-        if (!rc) rc = df_tensor_to(extra->time_ids, u->be, &ids);
+        if (!rc) rc = nn_on(u->be, extra->time_ids, &ids);
         if (!rc) rc = df_tensor_reshape(ids, 1, (int64_t[]){df_tensor_numel(ids)}, &flat);
         if (!rc)
             rc = df_timestep_embedding(flat, c->addition_time_embed_dim, c->flip_sin_to_cos, c->freq_shift, 1.0f,
                                        10000.0f, &tp);
         if (!rc) rc = df_tensor_reshape(tp, 2, (int64_t[]){B, -1}, &tp2);
         df_tensor *te2 = NULL;
-        if (!rc) rc = df_tensor_to(extra->text_embeds, u->be, &te2);
+        if (!rc) rc = nn_on(u->be, extra->text_embeds, &te2);
         if (!rc) rc = df_concat(2, (const df_tensor *const[]){te2, tp2}, 1, &cat);
         if (!rc) rc = mlp_embed(cat, u->add1_w, u->add1_b, u->add2_w, u->add2_b, &aug);
         if (!rc) rc = nn_add_free(emb, aug, &emb), aug = NULL;
@@ -419,9 +405,12 @@ int df_unet_forward(const df_unet *u, const df_tensor *x, const float *timesteps
     df_tensor *emb = NULL, *h = NULL, *ctx = NULL, *skips[1 + DF_UNET_MAX_LEVELS * 4] = {0};
     int ns = 0;
     df_conv2d_params same = {1, 1, 1, 1, 0, 0}, down2 = {2, 2, 1, 1, 0, 0};
+    df_tensor *xin = NULL;
     int rc = time_embedding(u, timesteps, B, extra, &emb);
-    if (!rc && context) rc = df_tensor_to(context, u->be, &ctx);
-    if (!rc) rc = df_conv2d(x, u->conv_in_w, u->conv_in_b, &same, &h);
+    if (!rc && context) rc = nn_on(u->be, context, &ctx);
+    if (!rc) rc = nn_on(u->be, x, &xin);
+    if (!rc) rc = df_conv2d(xin, u->conv_in_w, u->conv_in_b, &same, &h);
+    df_tensor_free(xin);
     if (!rc && !(skips[ns++] = df_tensor_ref(h))) rc = DF_ENOMEM;
     for (int i = 0; i < c->levels && !rc; i++) {
         const unet_level *lv = &u->down[i];

@@ -58,7 +58,8 @@ typedef struct df_unet_extra {
 
 /* x (B, in, H, W) latents; timesteps: B values (one per sample, as CFG
  * batches need); context (B, M, context_dim); extra NULL unless SDXL.
- * -> (B, out, H, W). */
+ * -> (B, out, H, W) on the UNet's backend. Inputs may live on any backend
+ * (they are moved when they are elsewhere). */
 DF_API int df_unet_forward(const df_unet *u, const df_tensor *x, const float *timesteps, const df_tensor *context,
                            const df_unet_extra *extra, df_tensor **out);
 

@@ -31,7 +31,7 @@ struct df_vae {
 
 const df_vae_config *df_vae_get_config(const df_vae *v) { return &v->cfg; }
 
-df_vae_load_params df_vae_load_default_params(void) { return (df_vae_load_params){0.18215f}; }
+df_vae_load_params df_vae_load_default_params(void) { return (df_vae_load_params){0.18215f, NULL}; }
 
 #define EPS 1e-6f
 #define LDM "first_stage_model."
@@ -185,9 +185,8 @@ static const df_st_info *findns(const df_weights *w, const char *fmt, int a)
     return df_weights_findf(w, NS "%s", name);
 }
 
-static void read_config(const df_weights *w, df_vae_config *c)
+static void read_config(const df_weights *w, const char *text, df_vae_config *c)
 {
-    const char *text = df_weights_config(w);
     df_json *root = NULL;
     if (text && df_json_parse(text, strlen(text), &root) == DF_OK) {
         const df_json *v = df_json_get(root, "scaling_factor");
@@ -234,7 +233,17 @@ int df_vae_load(df_weights *w, const char *prefix, df_backend *be, const df_vae_
     }
     c->groups = 32;
     c->scaling_factor = p->scaling_factor;
-    read_config(w, c);
+    if (p->config_path) {
+        char *text = df_read_text_file(p->config_path, 16 << 20);
+        if (!text) {
+            df_vae_free(v);
+            return df_error(DF_EIO, "%s: cannot read the VAE config", p->config_path);
+        }
+        read_config(w, text, c);
+        df_free(text);
+    } else {
+        read_config(w, df_weights_config(w), c);
+    }
     nn_loader L = {w, v->be, DF_OK};
     if (findns(w, "encoder.conv_in.weight", 0)) {
         load_half(&L, c, &v->enc, 0);
@@ -290,7 +299,7 @@ int df_vae_encode(const df_vae *v, const df_tensor *img, df_tensor **moments)
                         c->image_channels, (long long)f, img ? df_tensor_shape_str(img, b, 64) : "NULL");
     df_conv2d_params same = {1, 1, 1, 1, 0, 0}, down = {2, 2, 0, 0, 1, 1}, one = df_conv2d_default_params();
     df_tensor *h = NULL, *x = NULL;
-    int rc = df_tensor_to(img, v->be, &x);
+    int rc = nn_on(v->be, img, &x);
     if (!rc) rc = df_conv2d(x, v->enc.conv_in_w, v->enc.conv_in_b, &same, &h);
     df_tensor_free(x);
     for (int i = 0; i < c->levels && !rc; i++) {
@@ -355,7 +364,7 @@ int df_vae_decode(const df_vae *v, const df_tensor *z, df_tensor **img)
                         z ? df_tensor_shape_str(z, b, 64) : "NULL");
     df_conv2d_params same = {1, 1, 1, 1, 0, 0}, one = df_conv2d_default_params();
     df_tensor *h = NULL, *x = NULL;
-    int rc = df_tensor_to(z, v->be, &x);
+    int rc = nn_on(v->be, z, &x);
     if (!rc) rc = df_conv2d(x, v->post_quant_w, v->post_quant_b, &one, &h);
     df_tensor_free(x);
     NN_STEP(rc, h, df_conv2d(h, v->dec.conv_in_w, v->dec.conv_in_b, &same, &next_));

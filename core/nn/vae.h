@@ -22,7 +22,9 @@ typedef struct df_vae_config {
 typedef struct df_vae df_vae;
 
 typedef struct df_vae_load_params {
-    float scaling_factor;  /* used when the checkpoint does not say (default 0.18215) */
+    float scaling_factor;     /* used when the checkpoint does not say (default 0.18215) */
+    const char *config_path;  /* a diffusers vae config.json for a single file (groups,
+                                 scaling factor), as from_single_file(config=); NULL: none */
 } df_vae_load_params;
 
 DF_API df_vae_load_params df_vae_load_default_params(void);

@@ -67,13 +67,13 @@ static int ends_with(const char *s, const char *suffix)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static char *read_text(const char *path)
+char *df_read_text_file(const char *path, long max_bytes)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     char *buf = NULL;
     long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n >= 0 && n < (64 << 20) && fseek(f, 0, SEEK_SET) == 0 && (buf = df_malloc((size_t)n + 1))) {
+    if (n >= 0 && n <= max_bytes && fseek(f, 0, SEEK_SET) == 0 && (buf = df_malloc((size_t)n + 1))) {
         if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
             df_free(buf);
             buf = NULL;
@@ -137,7 +137,7 @@ static int open_folder(df_weights *w, const char *dir)
     if (rc == DF_OK) {
         char path[4096];
         snprintf(path, sizeof path, "%s/config.json", dir);
-        w->config = read_text(path);
+        w->config = df_read_text_file(path, 64 << 20);
     }
     return rc;
 }

@@ -30,6 +30,10 @@ DF_API const char *df_weights_metadata(const df_weights *w, const char *key);
 /* The folder's config.json text, or NULL (single files have none). */
 DF_API const char *df_weights_config(const df_weights *w);
 
+/* A whole text file (at most max_bytes) as a NUL-terminated string the caller
+ * frees with df_free; NULL when unreadable. */
+DF_INTERNAL char *df_read_text_file(const char *path, long max_bytes);
+
 /* Makes `alias` another name for the stored tensor `real` (loaders map the
  * original LDM names onto diffusers' this way, then read diffusers names
  * only). Aliases are looked up before stored names. */
