@@ -158,6 +158,29 @@ Test(SUITE, vae_sdxl)
     vae_case("sdxl", VDIR "sdxl.safetensors", VDIR "sdxl/vae/config.json"); /* a standalone LDM VAE file */
 }
 
+/* diffusers' tiled decode and encode (tile 8 latents / 16 pixels, overlap
+ * 0.25 on a 12x20 latent), seams blended as diffusers blends them. */
+Test(SUITE, vae_tiled)
+{
+    df_safetensors *ex = NULL;
+    cr_assert_eq(df_safetensors_open(VDIR "sd.expected.safetensors", &ex), DF_OK);
+    const char *tiling = df_safetensors_metadata(ex, "tiling");
+    cr_assert(tiling && strstr(tiling, "\"tile_latent_min_size\": 8") && strstr(tiling, "0.25"), "%s", tiling);
+    df_weights *w = NULL;
+    df_vae *v = NULL;
+    cr_assert_eq(df_weights_open(VDIR "sd/vae", &w), DF_OK);
+    cr_assert_eq(df_vae_load(w, NULL, be, NULL, &v), DF_OK, "%s", df_last_error());
+    df_tensor *z = get(ex, "tiled.z"), *img = get(ex, "tiled.image"), *dec = NULL, *mom = NULL;
+    cr_assert_eq(df_vae_decode_tiled(v, z, 8, 0.25f, &dec), DF_OK, "%s", df_last_error());
+    compare(dec, ex, "tiled.decoded", "tiled");
+    cr_assert_eq(df_vae_encode_tiled(v, img, 16, 0.25f, &mom), DF_OK, "%s", df_last_error());
+    compare(mom, ex, "tiled.moments", "tiled");
+    df_tensor_free(z), df_tensor_free(img), df_tensor_free(dec), df_tensor_free(mom);
+    df_vae_free(v);
+    df_weights_free(w);
+    df_safetensors_close(ex);
+}
+
 Test(SUITE, errors_name_the_problem)
 {
     df_weights *w = NULL;

@@ -382,3 +382,118 @@ int df_vae_decode(const df_vae *v, const df_tensor *z, df_tensor **img)
     if (rc) df_tensor_free(h);
     return rc;
 }
+
+/* ---- tiling (diffusers' tiled_decode / tiled_encode) ---- */
+
+typedef int (*tile_fn)(const df_vae *v, const df_tensor *in, df_tensor **out);
+
+/* b's first e rows (vertical) or columns blended with a's last e, in place,
+ * weighted as diffusers does: a·(1 − y/e) + b·(y/e). Both host f32 (1, C, H, W). */
+static void blend(const df_tensor *a, df_tensor *b, int64_t e, int vertical)
+{
+    int64_t C = b->shape[1], Hb = b->shape[2], Wb = b->shape[3], Ha = a->shape[2], Wa = a->shape[3];
+    const float *ad = df_tensor_data(a);
+    float *bd = df_tensor_data(b);
+    for (int64_t y = 0; y < e; y++) {
+        float wa = (float)(1.0 - (double)y / (double)e), wb = (float)((double)y / (double)e);
+        for (int64_t c = 0; c < C; c++) {
+            if (vertical) {
+                const float *ar = ad + (c * Ha + Ha - e + y) * Wa;
+                float *br = bd + (c * Hb + y) * Wb;
+                for (int64_t x = 0; x < Wb && x < Wa; x++) br[x] = ar[x] * wa + br[x] * wb;
+            } else {
+                for (int64_t r = 0; r < Hb && r < Ha; r++)
+                    bd[(c * Hb + r) * Wb + y] = ad[(c * Ha + r) * Wa + Wa - e + y] * wa + bd[(c * Hb + r) * Wb + y] * wb;
+            }
+        }
+    }
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static int run_tiled(const df_vae *v, const df_tensor *in, int64_t t_in, int64_t t_out, float overlap, tile_fn fn,
+                     df_tensor **out)
+{
+    *out = NULL;
+    if (in->shape[0] != 1) return df_error(DF_EINVAL, "vae tiling: batch 1 only, got %lld", (long long)in->shape[0]);
+    int64_t H = in->shape[2], W = in->shape[3];
+    int64_t stride = (int64_t)((double)t_in * (1.0 - overlap)), ext = (int64_t)((double)t_out * overlap);
+    int64_t limit = t_out - ext;
+    if (stride < 1 || limit < 1) return df_error(DF_EINVAL, "vae tiling: tile %lld with overlap %g leaves no stride", (long long)t_in, overlap);
+    int64_t rows = (H + stride - 1) / stride, cols = (W + stride - 1) / stride;
+    df_tensor **grid = df_calloc((size_t)(rows * cols), sizeof *grid);
+    if (!grid) return DF_ENOMEM;
+    int rc = DF_OK;
+    for (int64_t r = 0; r < rows && !rc; r++)
+        for (int64_t c = 0; c < cols && !rc; c++) {
+            df_tensor *a = NULL, *tile = NULL, *res = NULL;
+            int64_t i = r * stride, j = c * stride;
+            rc = df_slice(in, 2, i, min64(i + t_in, H), &a);
+            if (!rc) rc = df_slice(a, 3, j, min64(j + t_in, W), &tile);
+            if (!rc) rc = fn(v, tile, &res);
+            if (!rc) rc = df_tensor_to(res, NULL, &grid[r * cols + c]);
+            df_tensor_free(a), df_tensor_free(tile), df_tensor_free(res);
+            if (rc) break;
+            df_tensor *cur = grid[r * cols + c];
+            if (r > 0) blend(grid[(r - 1) * cols + c], cur, min64(min64(grid[(r - 1) * cols + c]->shape[2], cur->shape[2]), ext), 1);
+            if (c > 0) blend(grid[r * cols + c - 1], cur, min64(min64(grid[r * cols + c - 1]->shape[3], cur->shape[3]), ext), 0);
+        }
+    /* crop every tile to its top-left limit x limit and join */
+    int64_t OH = 0, OW = 0, C = 0;
+    if (!rc) {
+        C = grid[0]->shape[1];
+        for (int64_t r = 0; r < rows; r++) OH += min64(grid[r * cols]->shape[2], limit);
+        for (int64_t c = 0; c < cols; c++) OW += min64(grid[c]->shape[3], limit);
+    }
+    df_tensor *res = rc ? NULL : df_tensor_new(NULL, DF_F32, 4, (int64_t[]){1, C, OH, OW});
+    if (!rc && !res) rc = DF_ENOMEM;
+    if (!rc) {
+        float *od = df_tensor_data(res);
+        int64_t y0 = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t x0 = 0, th = min64(grid[r * cols]->shape[2], limit);
+            for (int64_t c = 0; c < cols; c++) {
+                const df_tensor *t = grid[r * cols + c];
+                int64_t tw = min64(t->shape[3], limit);
+                const float *td = df_tensor_data(t);
+                for (int64_t ch = 0; ch < C; ch++)
+                    for (int64_t y = 0; y < th; y++)
+                        memcpy(od + (ch * OH + y0 + y) * OW + x0, td + (ch * t->shape[2] + y) * t->shape[3],
+                               (size_t)tw * sizeof(float));
+                x0 += tw;
+            }
+            y0 += th;
+        }
+    }
+    for (int64_t k = 0; k < rows * cols; k++) df_tensor_free(grid[k]);
+    df_free(grid);
+    if (!rc && v->be != df_backend_cpu()) {
+        rc = df_tensor_to(res, v->be, out);
+        df_tensor_free(res);
+        return rc;
+    }
+    if (rc) df_tensor_free(res);
+    else *out = res;
+    return rc;
+}
+
+int df_vae_decode_tiled(const df_vae *v, const df_tensor *z, int tile, float overlap, df_tensor **img)
+{
+    *img = NULL;
+    if (!z || z->ndim != 4) return df_error(DF_ESHAPE, "vae decode: latents must be (1, C, h, w)");
+    int64_t f = (int64_t)1 << (v->cfg.levels - 1);
+    if (tile <= 0) tile = 64;
+    if (overlap <= 0) overlap = 0.25f;
+    return run_tiled(v, z, tile, tile * f, overlap, df_vae_decode, img);
+}
+
+int df_vae_encode_tiled(const df_vae *v, const df_tensor *img, int tile, float overlap, df_tensor **moments)
+{
+    *moments = NULL;
+    if (!img || img->ndim != 4) return df_error(DF_ESHAPE, "vae encode: image must be (1, 3, H, W)");
+    int64_t f = (int64_t)1 << (v->cfg.levels - 1);
+    if (tile <= 0) tile = 512;
+    if (overlap <= 0) overlap = 0.25f;
+    if (tile % f) return df_error(DF_EINVAL, "vae encode: tile %d is not a multiple of %lld", tile, (long long)f);
+    return run_tiled(v, img, tile, tile / f, overlap, df_vae_encode, moments);
+}

@@ -43,4 +43,13 @@ DF_API int df_vae_sample(const df_tensor *moments, df_rng *rng, df_tensor **late
 /* z (B, latent, h, w), unscaled -> (B, 3, 8h, 8w), roughly in [-1, 1]. */
 DF_API int df_vae_decode(const df_vae *v, const df_tensor *z, df_tensor **img);
 
+/* Tiled decoding and encoding for large images, as diffusers' enable_tiling():
+ * tiles of `tile` latents (decode) or pixels (encode) at a stride of
+ * tile·(1 − overlap), each run alone, seams blended linearly over
+ * overlap·(output tile) rows and columns, then cropped and joined. Memory is
+ * bounded by one tile's activations. tile <= 0: 64 latents / 512 pixels;
+ * overlap <= 0: 0.25. */
+DF_API int df_vae_decode_tiled(const df_vae *v, const df_tensor *z, int tile, float overlap, df_tensor **img);
+DF_API int df_vae_encode_tiled(const df_vae *v, const df_tensor *img, int tile, float overlap, df_tensor **moments);
+
 #endif
