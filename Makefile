@@ -35,6 +35,8 @@ CORE_SRC  = $(sort $(wildcard core/*.c core/*/*.c))
 CORE_SRC += $(sort $(wildcard plugins/*.c))
 CL_SRC    = $(sort $(wildcard core/opencl/kernels/*.cl))
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/cl_kernels.o
+# The CLIP tokenizer's merges (data/clip), embedded like the kernels.
+CORE_OBJ += $(BUILD)/gen/clip_merges.o
 TEST_SRC  = $(sort $(wildcard tests/test_*.c))
 TEST_BIN  = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC = $(sort $(wildcard bench/*.c))
@@ -86,6 +88,26 @@ $(BUILD)/gen/cl_kernels.c: $(CL_SRC) core/opencl/embed.sh
 $(BUILD)/gen/cl_kernels.o: $(BUILD)/gen/cl_kernels.c
 	$(CC) $(CFLAGS_COMMON) -c $< -o $@
 
+# The standard CLIP BPE merges (data/clip/merges.txt.gz) as one C string, so the
+# default tokenizer needs no file at run time. Bytes other than printable ASCII,
+# and \ " ?, are written as octal escapes: neither the compiler's input charset
+# nor trigraphs can change them.
+$(BUILD)/gen/clip_merges.c: data/clip/merges.txt.gz
+	@mkdir -p $(dir $@)
+	gzip -dc $< | od -An -v -tu1 | LC_ALL=C awk '\
+	  BEGIN { print "/* Generated from data/clip/merges.txt.gz by the Makefile: do not edit. */"; \
+	          print "#include <stddef.h>"; n = 0; \
+	          printf "__attribute__((visibility(\"hidden\"))) const char df_clip_merges[] =\n    \"" } \
+	  { for (i = 1; i <= NF; i++) { b = $$i + 0; n++; \
+	      if (b == 10) printf "\\n\"\n    \""; \
+	      else if (b >= 32 && b < 127 && b != 34 && b != 92 && b != 63) printf "%c", b; \
+	      else printf "\\%03o", b } } \
+	  END { print "\";"; \
+	        print "__attribute__((visibility(\"hidden\"))) const size_t df_clip_merges_len = " n ";" }' > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/clip_merges.o: $(BUILD)/gen/clip_merges.c
+	$(CC) $(CFLAGS_COMMON) -c $< -o $@
+
 $(LIB_A): $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -109,8 +131,19 @@ $(BUILD)/tests/plugins/%.so: $(TEST_PLUGIN_SRC) plugins/difusa_plugin.h
 	@mkdir -p $(dir $@)
 	$(CC) $(PLUGIN_CFLAGS) -DTEST_PLUGIN_$(shell echo $* | tr a-z A-Z) $< -o $@ $(PLUGIN_LDFLAGS)
 
+# The example out-of-tree plugin, built against the plugin header alone, laid
+# out as an install lays it out (include/difusa/difusa_plugin.h).
+$(BUILD)/plugin-sdk/difusa/difusa_plugin.h: plugins/difusa_plugin.h
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(BUILD)/tests/examples/%.so: examples/sampler_plugin/%.c $(BUILD)/plugin-sdk/difusa/difusa_plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -O2 $(EXTRA_CFLAGS) -fPIC -I $(BUILD)/plugin-sdk $< -o $@ $(PLUGIN_LDFLAGS)
+
 # The sampler and plugin tests load the built plugins (found next to the binary).
-$(filter $(BUILD)/tests/test_sampler% $(BUILD)/tests/test_plugin%,$(TEST_BIN)): $(SAMPLER_SO) $(TEST_PLUGIN_SO)
+$(filter $(BUILD)/tests/test_sampler% $(BUILD)/tests/test_plugin%,$(TEST_BIN)): $(SAMPLER_SO) $(TEST_PLUGIN_SO) \
+  $(BUILD)/tests/examples/example_midpoint.so
 
 # Runs every Criterion binary from the repository root (fixtures are found
 # relative to it), then prints one summary line over all of them. Under CI
@@ -154,7 +187,7 @@ $(BUILD)/tests/full/%: tests/full/%.c tests/testutil.h $(LIB_A)
 
 check-full: deps $(CHECK_BIN)
 	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
-	@test -f build/check-full/clip_vitl/expected.safetensors || tools/.venv/bin/python tools/gen_full_checks.py build/check-full
+	@test -f build/check-full/sd15/expected.safetensors || tools/.venv/bin/python tools/gen_full_checks.py build/check-full
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} sh tests/run.sh $(CHECK_BIN)
 
 # Regenerates tests/fixtures with the reference implementations (Python, torch;
@@ -163,6 +196,8 @@ fixtures:
 	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
 	tools/.venv/bin/python tools/gen_op_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_rng_fixtures.py tests/fixtures
+	tools/.venv/bin/python tools/gen_tokenizer_fixtures.py tests/fixtures
+	tools/.venv/bin/pip install -q --no-deps -r tools/requirements-nodeps.txt
 	tools/.venv/bin/python tools/gen_sampler_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_clip_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_unet_vae_fixtures.py tests/fixtures

@@ -55,6 +55,36 @@ int df_error_prefix(int code, const char *fmt, ...)
     return code;
 }
 
+/* ---- log ---- */
+
+static df_log_fn log_fn;
+static void *log_ud;
+static df_log_level log_max = DF_LOG_WARN;
+
+void df_log_set_handler(df_log_fn fn, void *ud)
+{
+    log_fn = fn;
+    log_ud = ud;
+}
+
+void df_log_set_level(df_log_level max) { log_max = max; }
+
+void df_log(df_log_level level, const char *fmt, ...)
+{
+    if (level > log_max) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (log_fn) {
+        log_fn(level, msg, log_ud);
+        return;
+    }
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    fprintf(stderr, "difusa: %s: %s\n", names[level], msg);
+}
+
 /* Fault injection: counts allocations; once `fail_at` is reached every call fails. */
 static atomic_long alloc_count;
 static atomic_long fail_at;

@@ -45,6 +45,17 @@ DF_INTERNAL int df_error(int code, const char *fmt, ...) DF_PRINTF(2, 3);
 /* Prefixes the current message with more context: "loading x.safetensors: <old>". */
 DF_INTERNAL int df_error_prefix(int code, const char *fmt, ...) DF_PRINTF(2, 3);
 
+/* Messages that are not errors: notes while loading, fallbacks, progress.
+ * By default warnings and errors go to stderr; a host installs its own
+ * handler (and level) to route them elsewhere. */
+typedef enum { DF_LOG_ERROR = 0, DF_LOG_WARN, DF_LOG_INFO, DF_LOG_DEBUG } df_log_level;
+typedef void (*df_log_fn)(df_log_level level, const char *msg, void *ud);
+/* NULL restores the default stderr handler. */
+DF_API void df_log_set_handler(df_log_fn fn, void *ud);
+/* Messages above `max` are dropped (default DF_LOG_WARN). */
+DF_API void df_log_set_level(df_log_level max);
+DF_INTERNAL void df_log(df_log_level level, const char *fmt, ...) DF_PRINTF(2, 3);
+
 /* Allocation. All library allocations go through these; a failure sets the
  * error message and returns NULL. */
 DF_INTERNAL void *df_malloc(size_t size);

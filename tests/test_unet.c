@@ -3,6 +3,7 @@
  * folders, and single-file LDM checkpoints whose name mapping diffusers' own
  * from_single_file was checked to reproduce. Compiled twice: on the CPU, and
  * with TEST_OPENCL on the OpenCL backend. */
+#include "nn/bundle.h"
 #include "nn/unet.h"
 #include "nn/vae.h"
 #include "testutil.h"
@@ -179,6 +180,37 @@ Test(SUITE, vae_tiled)
     df_vae_free(v);
     df_weights_free(w);
     df_safetensors_close(ex);
+}
+
+Test(SUITE, bundle_single_file_and_folder)
+{
+    df_bundle_params bp = df_bundle_default_params();
+    bp.unet_config = UDIR "sd1/unet/config.json";
+    bp.vae_config = VDIR "sd/vae/config.json";
+    df_bundle *b = NULL;
+    cr_assert_eq(df_bundle_load(UDIR "sd1.safetensors", be, &bp, &b), DF_OK, "%s", df_last_error());
+    cr_assert_not_null(b->unet);
+    cr_assert_not_null(b->vae);
+    cr_assert_null(b->text, "the fixture holds no text encoder");
+    cr_assert_str_eq(b->family_name, "sd1");
+    cr_assert_str_eq(b->prediction, "epsilon");
+    cr_assert_eq(b->ignored_tensors, 0);
+    cr_assert_float_eq(b->vae_scale, 0.18215f, 1e-7f);
+    df_bundle_free(b);
+    /* a folder holding only unet/, with a standalone VAE file replacing the missing one */
+    bp = df_bundle_default_params();
+    bp.prediction = "v_prediction";
+    bp.vae_path = VDIR "sdxl.safetensors";
+    bp.vae_config = VDIR "sdxl/vae/config.json";
+    cr_assert_eq(df_bundle_load(UDIR "sdxl", be, &bp, &b), DF_OK, "%s", df_last_error());
+    cr_assert_str_eq(b->family_name, "sdxl", "text_time embeddings make it SDXL");
+    cr_assert_str_eq(b->prediction, "v_prediction");
+    cr_assert_float_eq(b->vae_scale, 0.13025f, 1e-7f);
+    cr_assert_not_null(b->unet);
+    cr_assert_not_null(b->vae);
+    df_bundle_free(b);
+    cr_assert_eq(df_bundle_load(VDIR "nothing-here", be, NULL, &b), DF_EIO);
+    cr_assert(strstr(df_last_error(), "nothing-here"), "%s", df_last_error());
 }
 
 Test(SUITE, errors_name_the_problem)

@@ -3,7 +3,11 @@ committed: written under build/check-full, about 0.5 GB).
 
   clip_vitl/text_encoder   transformers' CLIPTextModel with ViT-L/14's
                            configuration (SD1.x), f16 weights, diffusers layout
-  expected.safetensors     ids (batch 2: EOS- and 0-padded) and its outputs
+  clip_vitl/expected.safetensors  ids (batch 2: EOS- and 0-padded) and its outputs
+  sd15/unet, sd15/vae      diffusers' UNet2DConditionModel and AutoencoderKL with
+                           SD1.5's configuration, random f16 weights
+  sd15/expected.safetensors  one CFG-batch UNet step at 64x64 latents and one
+                           VAE decode of 64x64 latents
 
 Run: tools/.venv/bin/python tools/gen_full_checks.py build/check-full
 """
@@ -22,6 +26,49 @@ DT = {torch.float32: "F32", torch.float16: "F16", torch.int32: "I32"}
 def entry(t):
     t = t.detach().contiguous()
     return (DT[t.dtype], tuple(t.shape), t.numpy().tobytes())
+
+
+def randomize(m, seed):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.02 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) / (p[0].numel() ** 0.5 if p.dim() > 1 else 1.0))
+            p.copy_(p.half().float())
+
+
+def save_folder(m, d):
+    os.makedirs(d, exist_ok=True)
+    sd = {k: v.half() for k, v in m.state_dict().items()}
+    write_safetensors(os.path.join(d, "diffusion_pytorch_model.safetensors"), {k: entry(v) for k, v in sd.items()}, {})
+    m.save_config(d)
+
+
+def sd15(out):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    d = os.path.join(out, "sd15")
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8).eval()
+    randomize(unet, 10)
+    save_folder(unet, os.path.join(d, "unet"))
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4,
+                        sample_size=512).eval()
+    randomize(vae, 11)
+    save_folder(vae, os.path.join(d, "vae"))
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 4, 64, 64, generator=g)
+    t = torch.tensor([981.0, 981.0])
+    ctx = torch.randn(2, 77, 768, generator=g)
+    z = torch.randn(1, 4, 64, 64, generator=g)
+    with torch.no_grad():
+        y = unet(x, t, encoder_hidden_states=ctx).sample
+        img = vae.decode(z).sample
+    exp = {"x": x, "t": t, "context": ctx, "out": y, "z": z, "decoded": img}
+    write_safetensors(os.path.join(d, "expected.safetensors"), {k: entry(v.float()) for k, v in exp.items()}, {})
 
 
 def main(out):
@@ -56,6 +103,7 @@ def main(out):
            "penult_ln": m.text_model.final_layer_norm(o.hidden_states[-2])}
     write_safetensors(os.path.join(out, "clip_vitl", "expected.safetensors"),
                       {k: entry(v if v.dtype == torch.int32 else v.float()) for k, v in exp.items()}, {})
+    sd15(out)
     print("wrote", out)
 
 

@@ -354,6 +354,8 @@ int df_vae_sample(const df_tensor *moments, df_rng *rng, df_tensor **latent)
     return DF_OK;
 }
 
+static int decode_tiled_fallback(const df_vae *v, const df_tensor *z, df_tensor **img);
+
 int df_vae_decode(const df_vae *v, const df_tensor *z, df_tensor **img)
 {
     *img = NULL;
@@ -380,6 +382,8 @@ int df_vae_decode(const df_vae *v, const df_tensor *z, df_tensor **img)
     if (!rc) rc = norm_conv_out(&v->dec, c, h, &h);
     *img = rc ? NULL : h;
     if (rc) df_tensor_free(h);
+    if (rc == DF_ENOMEM && z->shape[0] == 1 && (z->shape[2] > 64 || z->shape[3] > 64))
+        return decode_tiled_fallback(v, z, img);
     return rc;
 }
 
@@ -496,4 +500,12 @@ int df_vae_encode_tiled(const df_vae *v, const df_tensor *img, int tile, float o
     if (overlap <= 0) overlap = 0.25f;
     if (tile % f) return df_error(DF_EINVAL, "vae encode: tile %d is not a multiple of %lld", tile, (long long)f);
     return run_tiled(v, img, tile, tile / f, overlap, df_vae_encode, moments);
+}
+
+/* Out of memory on a large decode: retry in 64-latent tiles, saying so. */
+static int decode_tiled_fallback(const df_vae *v, const df_tensor *z, df_tensor **img)
+{
+    df_log(DF_LOG_WARN, "vae: decoding %lldx%lld latents ran out of memory (%s); retrying in tiles",
+           (long long)z->shape[2], (long long)z->shape[3], df_last_error());
+    return df_vae_decode_tiled(v, z, 64, 0.25f, img);
 }
