@@ -122,7 +122,7 @@ static void bench_conv(int64_t n, int64_t c, int64_t hw, int reps)
     df_tensor *x = rand_tensor(4, (int64_t[]){n, c, hw, hw}, 2.0f);
     df_tensor *w = rand_tensor(4, (int64_t[]){c, c, 3, 3}, 0.1f);
     df_tensor *b = rand_tensor(1, (int64_t[]){c}, 0.1f);
-    df_conv2d_params p = {1, 1, 1, 1};
+    df_conv2d_params p = {1, 1, 1, 1, 0, 0};
     double t, m = (double)c, k = (double)c * 9, cols = (double)(n * hw * hw);
     TIME_OP(reps, df_conv2d(x, w, b, &p, &y_), t);
     double t_ref = time_sgemm((int)m, (int)cols, (int)k, reps);

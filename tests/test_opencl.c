@@ -311,7 +311,7 @@ static void conv2d_family(void)
     seed(1);
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
         view_mode = (int)(i & 1);
-        df_conv2d_params p = {g[i].sh, g[i].sw, g[i].ph, g[i].pw};
+        df_conv2d_params p = {g[i].sh, g[i].sw, g[i].ph, g[i].pw, 0, 0};
         case_name("conv2d x (%d, %d, %d, %d) w (%d, %d, %d, %d) %s stride (%d, %d) pad (%d, %d)%s", g[i].n, g[i].ci,
                   g[i].h, g[i].w, g[i].co, g[i].ci, g[i].kh, g[i].kw, df_dtype_name(g[i].wt), g[i].sh, g[i].sw,
                   g[i].ph, g[i].pw, g[i].bias ? " bias" : "");
@@ -1088,7 +1088,7 @@ Test(opencl, views)
         df_tensor *xh = NULL, *xd = NULL, *yh = NULL, *yd = NULL;
         ok(df_tensor_narrow0(big.h, 2 * half, 2, &xh), "cpu");
         ok(df_tensor_narrow0(big.d, 2 * half, 2, &xd), "opencl");
-        df_conv2d_params p = {1, 1, 1, 1};
+        df_conv2d_params p = {1, 1, 1, 1, 0, 0};
         case_name("conv2d on rows [%d, %d) of %s", 2 * half, 2 * half + 2, df_tensor_shape_str(big.h, s, 64));
         ok(df_conv2d(xh, w.h, b.h, &p, &yh), "cpu");
         ok(df_conv2d(xd, w.d, b.d, &p, &yd), "opencl");
@@ -1287,7 +1287,7 @@ Test(opencl, memory)
     cr_assert_geq(inputs, df_tensor_nbytes(x.d) + df_tensor_nbytes(w.d));
     for (int it = 0; it < 40; it++) {
         df_tensor *a = NULL, *b = NULL, *c = NULL;
-        df_conv2d_params p = {1, 1, 1, 1};
+        df_conv2d_params p = {1, 1, 1, 1, 0, 0};
         ok(df_conv2d(x.d, w.d, NULL, &p, &a), "conv2d");
         ok(df_group_norm(a, 4, NULL, NULL, 1e-5f, 1, &b), "group_norm");
         ok(df_add(a, b, &c), "add");
@@ -1324,7 +1324,7 @@ Test(opencl, alloc_failures)
         for (long n = 1; n <= 400; n++) {
             df_tensor *y = NULL;
             df_alloc_fail_after(n);
-            df_conv2d_params p = {1, 1, 1, 1};
+            df_conv2d_params p = {1, 1, 1, 1, 0, 0};
             const df_tensor *two[2] = {x.d, x.d};
             int rc = op == 0   ? df_conv2d(x.d, w.d, NULL, &p, &y)
                      : op == 1 ? df_attention(q.d, k.d, k.d, 2, 0, &y)

@@ -113,7 +113,7 @@ Test(tensor, op_argument_errors)
     EXPECT_FAIL(PERM, DF_EINVAL, "not a permutation");
 #define CAST(o) df_cast(i32, DF_F16, o)
     EXPECT_FAIL(CAST, DF_EDTYPE, "I32");
-    df_conv2d_params bad = {0, 1, 0, 0};
+    df_conv2d_params bad = {0, 1, 0, 0, 0, 0};
 #define CONV0(o) df_conv2d(x, x, NULL, &bad, o)
     EXPECT_FAIL(CONV0, DF_EINVAL, "stride");
     df_tensor *ts[] = {x, w, w2, a, b, q, h, i32};
@@ -124,7 +124,7 @@ Test(tensor, op_argument_errors)
 Test(tensor, allocation_failure_is_reported)
 {
     df_tensor *x = arange(4, (int64_t[]){1, 2, 6, 6}), *w = arange(4, (int64_t[]){3, 2, 3, 3}), *y = NULL;
-    df_conv2d_params p = {1, 1, 1, 1};
+    df_conv2d_params p = {1, 1, 1, 1, 0, 0};
     for (long n = 1; n <= 3; n++) {
         df_alloc_fail_after(n);
         int rc = df_conv2d(x, w, NULL, &p, &y);
