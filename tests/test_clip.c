@@ -3,6 +3,7 @@
  * states SD1 / SD2 / SDXL use, pooling and projections, and A1111 emphasis.
  * Compiled twice: on the CPU, and with TEST_OPENCL on the OpenCL backend. */
 #include "nn/clip.h"
+#include "nn/text_encoder.h"
 #include "testutil.h"
 
 #ifdef TEST_OPENCL
@@ -177,3 +178,56 @@ Test(SUITE, errors_name_the_problem)
     cr_assert_eq(df_weights_open(DIR "no-such-file.safetensors", &w), DF_EIO);
     cr_assert(strstr(df_last_error(), "no-such-file"), "%s", df_last_error());
 }
+
+/* Prompt -> conditioning through the whole text side (tokenizer, A1111
+ * emphasis and chunking, the family's hidden states), against the same
+ * computation done with transformers' tokenizer and models in
+ * tools/gen_clip_fixtures.py. */
+static const char *const prompts[] = {
+    "a photo of a cat",
+    "a (red:1.5) cat, [blue] sky",
+    "((masterpiece)) dog BREAK green field",
+    "cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat "
+    "cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat "
+    "cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat "
+    "cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat cat ",
+};
+
+static void conditioning(const char *file, const char *family, df_text_family want)
+{
+    df_safetensors *cx = NULL;
+    cr_assert_eq(df_safetensors_open(DIR "cond.expected.safetensors", &cx), DF_OK);
+    const char *listed = df_safetensors_metadata(cx, "prompts");
+    df_weights *w = NULL;
+    df_text_encoder *te = NULL;
+    cr_assert_eq(df_weights_open(file, &w), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_text_encoder_load(w, NULL, be, &te), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_text_encoder_family(te), want);
+    for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++) {
+        char quoted[1024], name[64];
+        snprintf(quoted, sizeof quoted, "\"%s\"", prompts[i]);
+        cr_assert(listed && strstr(listed, quoted), "prompt %zu not in the fixture's list", i);
+        df_tensor *cond = NULL, *pooled = NULL, *host = NULL, *ref = NULL;
+        int rc = df_text_encoder_encode(te, prompts[i], NULL, &cond, want == DF_FAMILY_SDXL ? &pooled : NULL);
+        cr_assert_eq(rc, DF_OK, "%s: %s", prompts[i], df_last_error());
+        snprintf(name, sizeof name, "cond.%zu.%s", i, family);
+        cr_assert_eq(df_safetensors_get_f32(cx, name, &ref), DF_OK);
+        df_tensor_to(cond, NULL, &host);
+        assert_close(host, ref, TOL, name);
+        df_tensor_free(host), df_tensor_free(ref);
+        if (pooled) {
+            snprintf(name, sizeof name, "cond.%zu.sdxl_pooled", i);
+            cr_assert_eq(df_safetensors_get_f32(cx, name, &ref), DF_OK);
+            df_tensor_to(pooled, NULL, &host);
+            assert_close(host, ref, TOL, name);
+            df_tensor_free(host), df_tensor_free(ref);
+        }
+        df_tensor_free(cond), df_tensor_free(pooled);
+    }
+    df_text_encoder_free(te);
+    df_weights_free(w);
+    df_safetensors_close(cx);
+}
+
+Test(SUITE, prompt_conditioning_sd1) { conditioning(DIR "cond_sd1.safetensors", "sd1", DF_FAMILY_SD1); }
+Test(SUITE, prompt_conditioning_sdxl) { conditioning(DIR "cond_sdxl.safetensors", "sdxl", DF_FAMILY_SDXL); }

@@ -7,6 +7,13 @@ transformers' outputs for them (tests/fixtures/clip).
   openclip.safetensors    single-file LDM, OpenCLIP names: cond_stage_model.model.* with fused
                           in_proj, positional_embedding, ln_final and text_projection (W, P)
   expected.safetensors    ids and the reference outputs
+  cond_sd1.safetensors    single-file SD1 text encoder with the full CLIP vocabulary (4 wide)
+  cond_sdxl.safetensors   single-file SDXL pair: conditioner.embedders.0 (ViT-L layout, 4 wide)
+                          and .1 (OpenCLIP bigG layout, 8 wide, projection 6)
+  cond.expected.safetensors  prompt -> conditioning as AUTOMATIC1111 computes it: tokens
+                          from transformers' CLIPTokenizer per emphasis segment, chunks of 75,
+                          BREAK, EOS / 0 padding, the family's hidden state, emphasis with
+                          the chunk mean restored, chunks joined; SDXL's pooled output
 
 Weights are stored in f16 (f32 for the position table, as OpenCLIP keeps
 it), and the references are computed in float32 from exactly those weights.
@@ -105,6 +112,100 @@ def to_openclip(sd, width, layers):
     return o
 
 
+# ---- prompt conditioning, A1111's way, for a few prompts whose emphasis
+# segments are written out by hand (so this does not reimplement the parser) ----
+
+COND_PROMPTS = [
+    ("a photo of a cat", [("a photo of a cat", 1.0)]),
+    ("a (red:1.5) cat, [blue] sky", [("a ", 1.0), ("red", 1.5), (" cat, ", 1.0), ("blue", 1 / 1.1), (" sky", 1.0)]),
+    ("((masterpiece)) dog BREAK green field", [("masterpiece", 1.1 * 1.1), (" dog ", 1.0), None, (" green field", 1.0)]),
+    ("cat " * 100, [("cat " * 100, 1.0)]),
+]
+
+
+def reference_tokenizer():
+    import tempfile
+    from transformers import CLIPTokenizer
+    import gen_tokenizer_fixtures as gt
+    merges = gt.standard_merges()
+    d = tempfile.mkdtemp()
+    vp, mp = gt.write_pair(d, gt.standard_vocab(merges), merges)
+    return CLIPTokenizer(vp, mp)
+
+
+def chunks_for(tok, segments, pad_eos):
+    """A1111's tokenize_line for segments without commas near chunk ends: 75 per chunk, BREAK = new chunk."""
+    chunks, cur, curw = [], [], []
+
+    def flush():
+        ids = [49406] + cur + [49407]
+        w = [1.0] + curw + [1.0]
+        while len(ids) < 77:
+            ids.append(49407 if pad_eos else 0)
+            w.append(1.0)
+        chunks.append((ids, w))
+
+    for seg in segments:
+        if seg is None:
+            flush()
+            cur, curw = [], []
+            continue
+        text, weight = seg
+        for t in tok(text, add_special_tokens=False)["input_ids"]:
+            if len(cur) == 75:
+                flush()
+                cur, curw = [], []
+            cur.append(t)
+            curw.append(weight)
+    if cur or not chunks:
+        flush()
+    return chunks
+
+
+def emphasis(z, w):
+    original_mean = z.mean()
+    z = z * torch.tensor(w, dtype=torch.float32).reshape(1, -1, 1)
+    return z * (original_mean / z.mean())
+
+
+def encode(model, ids, layer, final_norm):
+    with torch.no_grad():
+        o = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+    h = o.hidden_states[layer]
+    return (model.text_model.final_layer_norm(h) if final_norm else h), o
+
+
+def gen_cond(out, exp):
+    tok = reference_tokenizer()
+    vl = build(CLIPTextModel, CLIPTextConfig(vocab_size=49408, hidden_size=4, intermediate_size=8, num_hidden_layers=2,
+                                             num_attention_heads=1, max_position_embeddings=77, hidden_act="quick_gelu",
+                                             eos_token_id=49407, bos_token_id=49406), 21)
+    bg = build(CLIPTextModelWithProjection, CLIPTextConfig(vocab_size=49408, hidden_size=8, intermediate_size=16,
+                                                           num_hidden_layers=2, num_attention_heads=1,
+                                                           max_position_embeddings=77, hidden_act="gelu",
+                                                           projection_dim=6, eos_token_id=49407,
+                                                           bos_token_id=49406), 22)
+    sd1 = {"cond_stage_model.transformer." + k: v for k, v in state(vl).items()}
+    write_safetensors(os.path.join(out, "cond_sd1.safetensors"), {k: entry(v) for k, v in sd1.items()}, {})
+    sdxl = {"conditioner.embedders.0.transformer." + k: v for k, v in state(vl).items()}
+    sdxl.update({"conditioner.embedders.1.model." + k: v for k, v in to_openclip(state(bg), 8, 2).items()})
+    write_safetensors(os.path.join(out, "cond_sdxl.safetensors"), {k: entry(v) for k, v in sdxl.items()}, {})
+    for i, (prompt, segments) in enumerate(COND_PROMPTS):
+        # SD1: last layer, final norm, EOS padding
+        zs = [emphasis(encode(vl, ids, -1, True)[0], w) for ids, w in chunks_for(tok, segments, True)]
+        exp["cond.%d.sd1" % i] = torch.cat(zs, dim=1)
+        # SDXL: penultimate states of both, no final norm; bigG pads with 0; pooled from the first chunk
+        zl = [emphasis(encode(vl, ids, -2, False)[0], w) for ids, w in chunks_for(tok, segments, True)]
+        zg, pooled = [], None
+        for ids, w in chunks_for(tok, segments, False):
+            h, o = encode(bg, ids, -2, False)
+            zg.append(emphasis(h, w))
+            pooled = o.text_embeds if pooled is None else pooled
+        exp["cond.%d.sdxl" % i] = torch.cat([torch.cat(zl, dim=1), torch.cat(zg, dim=1)], dim=2)
+        exp["cond.%d.sdxl_pooled" % i] = pooled
+    return [p for p, _ in COND_PROMPTS]
+
+
 def main(out_root):
     out = os.path.join(out_root, "clip")
     ids = ids_batch()
@@ -159,6 +260,11 @@ def main(out_root):
 
     meta = {"generator": "tools/gen_clip_fixtures.py transformers %s torch %s" % (
         __import__("transformers").__version__, torch.__version__)}
+    cond = {}
+    prompts = gen_cond(out, cond)
+    write_safetensors(os.path.join(out, "cond.expected.safetensors"),
+                      {k: entry(v.float()) for k, v in cond.items()},
+                      {"prompts": json.dumps(prompts)})
     write_safetensors(os.path.join(out, "expected.safetensors"),
                       {k: entry(v.float() if v.dtype != torch.int32 else v) for k, v in exp.items()}, meta)
     total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out) for f in fs)
