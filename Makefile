@@ -49,6 +49,16 @@ LIB_SO = $(BUILD)/libdifusa.so
 
 # Sampler plugins: each samplers/*.c is a shared object built against
 # plugins/difusa_plugin.h alone (-z defs: nothing left for libdifusa to resolve).
+# The Lua binding: the `difusa` host (Lua 5.4 embedded) and the C module for
+# the stock interpreter (require "difusa").
+LUA_CFLAGS ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+LUA_LIBS   ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+LUA_SRC    = $(sort $(filter-out lua/host.c,$(wildcard lua/*.c)))
+LUA_OBJ    = $(LUA_SRC:%.c=$(BUILD)/%.o)
+HOST       = $(BUILD)/difusa
+LUA_MODULE = $(BUILD)/lua/difusa.so
+LUA_CMOD_DIR ?= $(LIBDIR)/lua/5.4
+
 SAMPLER_SRC    = $(sort $(wildcard samplers/*.c))
 SAMPLER_SO     = $(SAMPLER_SRC:samplers/%.c=$(BUILD)/samplers/%.so)
 PLUGIN_CFLAGS  = -std=c11 -Wall -Wextra $(OPT) $(ARCH) -fPIC -fvisibility=hidden -I plugins $(EXTRA_CFLAGS)
@@ -62,7 +72,7 @@ TEST_PLUGIN_SO  = $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
 .PHONY: install-samplers
 
 all: $(LIB_A) $(LIB_SO)
-all: $(SAMPLER_SO)
+all: $(SAMPLER_SO) $(HOST) $(LUA_MODULE)
 
 # Installs the Debian packages the project needs when run as root; does
 # nothing when they are all present.
@@ -107,6 +117,16 @@ $(BUILD)/gen/clip_merges.c: data/clip/merges.txt.gz
 
 $(BUILD)/gen/clip_merges.o: $(BUILD)/gen/clip_merges.c
 	$(CC) $(CFLAGS_COMMON) -c $< -o $@
+
+$(BUILD)/lua/%.o: lua/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -I . $(LUA_CFLAGS) -MMD -MP -c $< -o $@
+
+$(HOST): $(LUA_OBJ) $(BUILD)/lua/host.o $(LIB_A) | $(SAMPLER_SO)
+	$(CC) -o $@ $(LUA_OBJ) $(BUILD)/lua/host.o $(LIB_A) $(LUA_LIBS) $(LDLIBS_CORE) -ldl
+
+$(LUA_MODULE): $(LUA_OBJ) $(LIB_A)
+	$(CC) -shared -o $@ $(LUA_OBJ) $(LIB_A) $(LDLIBS_CORE) -ldl
 
 $(LIB_A): $(CORE_OBJ)
 	@rm -f $@
