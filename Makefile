@@ -24,7 +24,8 @@ BLAS_LIBS ?= -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 
 CFLAGS_COMMON = -std=c11 -Wall -Wextra $(OPT) $(ARCH) -D_GNU_SOURCE -fPIC -fopenmp \
                 -fvisibility=hidden -I core -I $(BLAS_INC) $(EXTRA_CFLAGS)
-LDLIBS_CORE   = $(BLAS_LIBS) -lclblast -lOpenCL -fopenmp -lm -lpthread
+# Debian's libstb ships the stb_image / stb_image_write implementations compiled.
+LDLIBS_CORE   = $(BLAS_LIBS) -lclblast -lOpenCL -lstb -fopenmp -lm -lpthread
 TEST_LIBS     = -lcriterion
 
 DEBIAN_PKGS = build-essential pkg-config liblua5.4-dev lua5.4 ocl-icd-opencl-dev opencl-headers \
@@ -170,17 +171,17 @@ $(filter $(BUILD)/tests/test_sampler% $(BUILD)/tests/test_plugin%,$(TEST_BIN)): 
 # (CI set) a machine without any OpenCL device fails the OpenCL suites
 # instead of skipping them.
 test: deps
-	@$(MAKE) --no-print-directory check-layers $(TEST_BIN)
+	@$(MAKE) --no-print-directory check-layers $(TEST_BIN) $(HOST)
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} DIFUSA_REQUIRE_OPENCL=$${DIFUSA_REQUIRE_OPENCL:-$${CI:+1}} \
-	  sh tests/run.sh $(TEST_BIN)
+	  sh tests/run.sh $(TEST_BIN) $(HOST)
 
 asan-test: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  LDLIBS_CORE="$(LDLIBS_CORE) -fsanitize=address,undefined" \
-	  $(patsubst $(BUILD)/%,build/asan/%,$(TEST_BIN))
+	  $(patsubst $(BUILD)/%,build/asan/%,$(TEST_BIN) $(HOST))
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  OMP_NUM_THREADS=2 sh tests/run.sh $(patsubst $(BUILD)/%,build/asan/%,$(TEST_BIN))
+	  OMP_NUM_THREADS=2 sh tests/run.sh $(patsubst $(BUILD)/%,build/asan/%,$(TEST_BIN) $(HOST))
 
 bench: deps $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} $$b || exit 1; done
@@ -221,6 +222,7 @@ fixtures:
 	tools/.venv/bin/python tools/gen_sampler_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_clip_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_unet_vae_fixtures.py tests/fixtures
+	tools/.venv/bin/python tools/gen_image_fixtures.py tests/fixtures
 
 # core/ must never see Lua, and every header compiles on its own.
 check-layers:
@@ -239,7 +241,7 @@ install: all install-samplers
 	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libdifusa.so.0
 	ln -sf libdifusa.so.0 $(DESTDIR)$(LIBDIR)/libdifusa.so
 	install -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCDIR)/difusa/
-	install -m 644 core/io/safetensors.h $(DESTDIR)$(INCDIR)/difusa/io/
+	install -m 644 core/io/safetensors.h core/io/image.h $(DESTDIR)$(INCDIR)/difusa/io/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(shell sed -n 's/^#define DF_VERSION "\(.*\)"/\1/p' core/df.h)|' \
 	    -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' difusa.pc.in > $(DESTDIR)$(PKGDIR)/difusa.pc

@@ -418,11 +418,17 @@ static int lua_sampler_call(lua_State *L)
     return lua_gettop(L) - top;
 }
 
-/* "k=v k=v" from an options table (or the string itself). */
+/* Pushes "k=v k=v" from an options table (or the string itself, or ""). */
 static const char *options_string(lua_State *L, int idx)
 {
-    if (lua_isnoneornil(L, idx)) return "";
-    if (lua_type(L, idx) == LUA_TSTRING) return lua_tostring(L, idx);
+    if (lua_isnoneornil(L, idx)) {
+        lua_pushliteral(L, "");
+        return "";
+    }
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        lua_pushvalue(L, idx);
+        return lua_tostring(L, -1);
+    }
     luaL_checktype(L, idx, LUA_TTABLE);
     int n = 0;
     lua_pushnil(L);

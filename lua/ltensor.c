@@ -162,17 +162,20 @@ static int m_to(lua_State *L)
     df_backend *be = ld_backend_opt(L, 2);
     if (lua_type(L, 2) == LUA_TSTRING && !strcmp(lua_tostring(L, 2), "f16")) {
         df_tensor *y = NULL;
-        return ret(L, df_cast(t, DF_F16, &y), y, "to");
+        int rc_ = df_cast(t, DF_F16, &y);
+    return ret(L, rc_, y, "to");
     }
     df_tensor *y = NULL;
     if (df_tensor_backend(t) == be) return lua_settop(L, 1), 1;
-    return ret(L, df_tensor_to(t, be, &y), y, "to");
+    int rc_ = df_tensor_to(t, be, &y);
+    return ret(L, rc_, y, "to");
 }
 
 static int m_clone(lua_State *L)
 {
     df_tensor *t = ld_check_tensor(L, 1), *y = NULL;
-    return ret(L, df_tensor_to(t, df_tensor_backend(t), &y), y, "clone");
+    int rc_ = df_tensor_to(t, df_tensor_backend(t), &y);
+    return ret(L, rc_, y, "clone");
 }
 
 /* A host copy as f32 (the caller frees). */
@@ -296,7 +299,8 @@ static int m_div(lua_State *L) { return arith(L, DF_DIV, "div"); }
 static int m_unm(lua_State *L)
 {
     df_tensor *y = NULL;
-    return ret(L, df_scale(ld_check_tensor(L, 1), -1.0f, 0.0f, &y), y, "unm");
+    int rc_ = df_scale(ld_check_tensor(L, 1), -1.0f, 0.0f, &y);
+    return ret(L, rc_, y, "unm");
 }
 
 /* a:lerp(b, w) = a + w·(b − a) */
@@ -353,7 +357,8 @@ static int m_slice(lua_State *L)
     int dim = (int)luaL_checkinteger(L, 2);
     lua_Integer first = luaL_checkinteger(L, 3), last = luaL_optinteger(L, 4, first);
     if (dim < 1 || dim > t->ndim) return luaL_argerror(L, 2, "dimension out of range");
-    return ret(L, df_slice(t, dim - 1, first - 1, last, &y), y, "slice");
+    int rc_ = df_slice(t, dim - 1, first - 1, last, &y);
+    return ret(L, rc_, y, "slice");
 }
 
 static int m_reshape(lua_State *L)
@@ -368,7 +373,8 @@ static int m_reshape(lua_State *L)
         if (nd < 1 || nd > DF_MAX_DIMS) return luaL_error(L, "reshape: 1 to %d dimensions", DF_MAX_DIMS);
         for (int i = 0; i < nd; i++) shape[i] = luaL_checkinteger(L, i + 2);
     }
-    return ret(L, df_reshape(t, nd, shape, &y), y, "reshape");
+    int rc_ = df_reshape(t, nd, shape, &y);
+    return ret(L, rc_, y, "reshape");
 }
 
 int ld_read_shape_signed(lua_State *L, int idx, int64_t shape[DF_MAX_DIMS])
@@ -388,7 +394,8 @@ static int m_permute(lua_State *L)
     df_tensor *t = ld_check_tensor(L, 1), *y = NULL;
     int perm[DF_MAX_DIMS];
     for (int i = 0; i < t->ndim; i++) perm[i] = (int)luaL_checkinteger(L, i + 2) - 1;
-    return ret(L, df_permute(t, perm, &y), y, "permute");
+    int rc_ = df_permute(t, perm, &y);
+    return ret(L, rc_, y, "permute");
 }
 
 /* difusa.cat({a, b, ...}, dim) and a:cat(b, dim) */
@@ -403,7 +410,8 @@ static int cat_list(lua_State *L, int list, int dim)
         lua_pop(L, 1);
     }
     df_tensor *y = NULL;
-    return ret(L, df_concat(n, (const df_tensor *const *)ts, dim > 0 ? dim - 1 : dim, &y), y, "cat");
+    int rc_ = df_concat(n, (const df_tensor *const *)ts, dim > 0 ? dim - 1 : dim, &y);
+    return ret(L, rc_, y, "cat");
 }
 
 static int t_cat(lua_State *L)

@@ -3,6 +3,18 @@
 # line over all of them: "N passed, N failed".
 passed=0; failed=0; status=0
 for t in "$@"; do
+    case "$t" in
+    */difusa) # the host: run the Lua tests under it
+        out=$("$t" tests/lua/run.lua 2>&1); rc=$?
+        printf '%s\n' "$out"
+        line=$(printf '%s\n' "$out" | grep '^lua: [0-9]* passed, [0-9]* failed' | tail -n 1)
+        if [ -z "$line" ]; then echo "$t: the Lua tests printed no summary (exit $rc)"; failed=$((failed + 1)); status=1; continue; fi
+        p=$(printf '%s' "$line" | sed -n 's/^lua: \([0-9]*\) passed.*/\1/p')
+        f=$(printf '%s' "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+        passed=$((passed + p)); failed=$((failed + f))
+        [ "$rc" -ne 0 ] && status=1
+        continue ;;
+    esac
     out=$("$t" --jobs 1 2>&1); rc=$?
     printf '%s\n' "$out"
     line=$(printf '%s\n' "$out" | grep 'Synthesis: Tested:' | tail -n 1)
