@@ -96,7 +96,17 @@ static int l_log_level(lua_State *L)
     return 0;
 }
 
+#include <unistd.h>
+
+/* difusa.isatty(fd) */
+static int l_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 2)));
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
+    {"isatty", l_isatty},
     {"device", l_device},
     {"devices", l_devices},
     {"log_level", l_log_level},
@@ -123,5 +133,6 @@ DF_API int luaopen_difusa(lua_State *L)
     ld_open_tensor(L);
     ld_open_models(L);
     ld_open_samplers(L);
+    ld_open_image(L);
     return 1;
 }

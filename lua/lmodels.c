@@ -109,6 +109,17 @@ static int l_load(lua_State *L)
     lua_setfield(L, -2, "prediction");
     lua_pushnumber(L, b->vae_scale);
     lua_setfield(L, -2, "vae_scale");
+    if (b->vae) {
+        const df_vae_config *vc = df_vae_get_config(b->vae);
+        lua_pushinteger(L, 1 << (vc->levels - 1));
+        lua_setfield(L, -2, "latent_factor");
+        lua_pushinteger(L, vc->latent_channels);
+        lua_setfield(L, -2, "latent_channels");
+    }
+    if (b->unet) {
+        lua_pushinteger(L, df_unet_get_config(b->unet)->in_channels);
+        lua_setfield(L, -2, "unet_channels");
+    }
     lua_pushstring(L, be->name);
     lua_setfield(L, -2, "device");
     lua_pushstring(L, path);
@@ -209,6 +220,7 @@ typedef struct unet_den {
     df_noise_schedule *sched;
     const df_unet *unet;
     df_tensor *cond, *uncond, *pooled, *upooled, *time_ids;
+    df_tensor *concat; /* extra input channels (inpainting UNets: mask, masked image latents) */
     float cfg;
 } unet_den;
 
@@ -217,7 +229,7 @@ static void unet_den_free(void *user)
     unet_den *d = user;
     df_noise_schedule_free(d->sched);
     df_tensor_free(d->cond), df_tensor_free(d->uncond), df_tensor_free(d->pooled), df_tensor_free(d->upooled),
-        df_tensor_free(d->time_ids);
+        df_tensor_free(d->time_ids), df_tensor_free(d->concat);
     df_free(d);
 }
 
@@ -247,7 +259,12 @@ static int unet_model(void *user, const df_tensor *x, double t, df_tensor **out)
     float ts[64];
     for (int64_t i = 0; i < N; i++) ts[i] = (float)t;
     df_tensor *xx = NULL, *ctx = NULL, *te = NULL, *ti = NULL, *y = NULL, *c = NULL, *u = NULL, *diff = NULL, *g = NULL;
-    int rc = guided ? df_concat(2, (const df_tensor *const[]){x, x}, 0, &xx) : df_tensor_reshape(x, x->ndim, x->shape, &xx);
+    df_tensor *xc = NULL;
+    /* the extra channels join the already scaled input, as diffusers' inpainting pipeline does */
+    int rc = d->concat ? df_concat(2, (const df_tensor *const[]){x, d->concat}, 1, &xc) : DF_OK;
+    const df_tensor *xin = xc ? xc : x;
+    if (!rc) rc = guided ? df_concat(2, (const df_tensor *const[]){xin, xin}, 0, &xx) : df_tensor_reshape(xin, xin->ndim, xin->shape, &xx);
+    df_tensor_free(xc);
     if (!rc) rc = stack(d->cond, B, guided ? d->uncond : NULL, B, &ctx);
     if (!rc && d->pooled) rc = stack(d->pooled, B, guided ? (d->upooled ? d->upooled : d->pooled) : NULL, B, &te);
     if (!rc && d->time_ids) rc = stack(d->time_ids, N, NULL, 0, &ti);
@@ -294,6 +311,7 @@ static int unet_denoiser(lua_State *L)
     d->pooled = opt_ref(L, 2, "pooled");
     d->upooled = opt_ref(L, 2, "uncond_pooled");
     d->time_ids = opt_ref(L, 2, "time_ids");
+    d->concat = opt_ref(L, 2, "concat");
     d->cfg = (float)opt_number(L, 2, "cfg", 1.0);
     if (!d->cond) return luaL_error(L, "unet:denoiser: 'cond' is required");
     const char *pred = opt_string(L, 2, "prediction");
@@ -306,6 +324,7 @@ static int unet_denoiser(lua_State *L)
     d->mw.user = d;
     d->mw.prediction = k;
     d->mw.schedule = d->sched;
+    d->mw.quantize = opt_bool(L, 2, "quantize", 1); /* integer timesteps, as diffusers' schedulers give */
     return 1;
 }
 
