@@ -69,7 +69,7 @@ TEST_PLUGIN_SRC = tests/fixtures/sampler_plugins/test_plugin.c
 TEST_PLUGINS    = good bad_abi no_entry init_fail dup_name small_desc bad_sampler
 TEST_PLUGIN_SO  = $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
 
-.PHONY: check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
+.PHONY: readme install-lua check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
 .PHONY: install-samplers
 
 all: $(LIB_A) $(LIB_SO)
@@ -211,6 +211,10 @@ check-full: deps $(CHECK_BIN)
 	@test -f build/check-full/sd15/expected.safetensors || tools/.venv/bin/python tools/gen_full_checks.py build/check-full
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} sh tests/run.sh $(CHECK_BIN)
 
+# The scripts' flag tables in README.md, from their own --help.
+readme: $(HOST)
+	$(HOST) scripts/lib/readme.lua README.md
+
 # Regenerates tests/fixtures with the reference implementations (Python, torch;
 # dev-time only: the tests never run Python).
 fixtures:
@@ -235,7 +239,7 @@ check-layers:
 	  (echo "samplers/ may include only difusa_plugin.h" && exit 1)
 	@echo "check-layers: ok"
 
-install: all install-samplers
+install: all install-samplers install-lua
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/difusa/io $(DESTDIR)$(PKGDIR)
 	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libdifusa.so.0
@@ -245,6 +249,14 @@ install: all install-samplers
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(shell sed -n 's/^#define DF_VERSION "\(.*\)"/\1/p' core/df.h)|' \
 	    -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' difusa.pc.in > $(DESTDIR)$(PKGDIR)/difusa.pc
+
+# The host, the Lua C module (on the Lua 5.4 cpath) and the pipeline scripts.
+install-lua: $(HOST) $(LUA_MODULE)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUA_CMOD_DIR) $(DESTDIR)$(PREFIX)/share/difusa/scripts/lib
+	install -m 755 $(HOST) $(DESTDIR)$(PREFIX)/bin/difusa
+	install -m 755 $(LUA_MODULE) $(DESTDIR)$(LUA_CMOD_DIR)/difusa.so
+	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/difusa/scripts/
+	install -m 644 scripts/lib/*.lua $(DESTDIR)$(PREFIX)/share/difusa/scripts/lib/
 
 # The sampler plugins, the plugin ABI header (all an out-of-tree plugin needs),
 # the registry and the schedules.

@@ -98,6 +98,17 @@ static int l_log_level(lua_State *L)
 
 #include <unistd.h>
 
+#include <time.h>
+
+/* difusa.clock() -> seconds on a monotonic clock (for rates and ETAs) */
+static int l_clock(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + 1e-9 * (lua_Number)ts.tv_nsec);
+    return 1;
+}
+
 /* difusa.isatty(fd) */
 static int l_isatty(lua_State *L)
 {
@@ -107,6 +118,7 @@ static int l_isatty(lua_State *L)
 
 static const luaL_Reg funcs[] = {
     {"isatty", l_isatty},
+    {"clock", l_clock},
     {"device", l_device},
     {"devices", l_devices},
     {"log_level", l_log_level},

@@ -7,7 +7,10 @@
 #include "plugins/registry.h"
 #include "sched/schedule.h"
 
+#include <dlfcn.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define LD_REGISTRY "difusa.registry"
 #define LD_SAMPLERS_LUA "difusa.lua_samplers"
@@ -169,6 +172,30 @@ static int reg_gc(lua_State *L)
     return 0;
 }
 
+/* Loaded by the stock interpreter, the executable is lua5.4's: look for the
+ * samplers relative to this module instead (build/<flavour>/lua/difusa.so ->
+ * build/<flavour>/samplers; <libdir>/lua/5.4/difusa.so -> <libdir>/difusa/samplers). */
+static void load_beside_module(df_registry *reg)
+{
+    Dl_info info;
+    if (!dladdr((void *)load_beside_module, &info) || !info.dli_fname) return;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", info.dli_fname);
+    char *slash = strrchr(dir, '/');
+    if (!slash) return;
+    *slash = '\0';
+    const char *rel[] = {"/../samplers", "/../../difusa/samplers"};
+    for (int i = 0; i < 2; i++) {
+        char path[4200];
+        struct stat st;
+        snprintf(path, sizeof path, "%s%s", dir, rel[i]);
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (df_registry_load(reg, path) != DF_OK) df_log(DF_LOG_WARN, "%s", df_last_error());
+            return;
+        }
+    }
+}
+
 /* The state's registry, loading the default plugins on first use. */
 static df_registry *registry(lua_State *L)
 {
@@ -178,6 +205,7 @@ static df_registry *registry(lua_State *L)
     if (!r->loaded) {
         r->loaded = 1;
         if (df_registry_load_default(r->r) != DF_OK) df_log(DF_LOG_WARN, "%s", df_last_error());
+        if (df_registry_count(r->r) == 0) load_beside_module(r->r);
     }
     return r->r;
 }

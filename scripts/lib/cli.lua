@@ -16,10 +16,10 @@ function M.help(name, summary, spec)
   local lines = { string.format("usage: difusa scripts/%s.lua [options]", name), summary, "", "options:" }
   for _, o in ipairs(spec) do
     local k = kind(o[2])
-    local flag = "--" .. o[1] .. (k == "flag" and "" or (" " .. k))
+    local flag = "--" .. o[1]:gsub("_", "-") .. (k == "flag" and "" or (" " .. k))
     local dflt = ""
     if o.required then dflt = " (required)"
-    elseif o[2] ~= nil and o[2] ~= false then dflt = " (default: " .. tostring(o[2]) .. ")" end
+    elseif o[2] ~= nil and o[2] ~= false and o[2] ~= "" then dflt = " (default: " .. tostring(o[2]) .. ")" end
     lines[#lines + 1] = string.format("  %-22s %s%s", flag, o[3], dflt)
   end
   lines[#lines + 1] = "  --help                 show this help"
@@ -43,7 +43,7 @@ function M.parse(name, summary, spec, argv)
     local key, inline = a:match("^%-%-([%w%-_]+)=(.*)$")
     key = key or a:match("^%-%-([%w%-_]+)$")
     if a == "-o" then key = "output" end
-    local o = key and byname[key:gsub("%-", "_")]
+    local o = key and byname[(key:gsub("%-", "_"))]
     if not o then
       io.stderr:write(string.format("%s: unknown option '%s' (see --help)\n", name, a))
       os.exit(2)

@@ -76,10 +76,9 @@ end
 -- A progress bar with steps/s and ETA on a terminal, plain lines otherwise.
 function M.progress(total, label)
   local tty = difusa.isatty(2)
-  local t0 = os.clock()
-  local wall0 = os.time()
+  local t0 = difusa.clock()
   return function(st)
-    local elapsed = math.max(os.time() - wall0, os.clock() - t0, 1e-9)
+    local elapsed = math.max(difusa.clock() - t0, 1e-9)
     local rate = st.i / elapsed
     local eta = (total - st.i) / math.max(rate, 1e-9)
     if tty then

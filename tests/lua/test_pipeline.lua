@@ -81,4 +81,9 @@ function T.script_help_and_errors()
   assert(not ok, "a missing model fails")
 end
 
+function T.readme_documents_the_current_flags()
+  local ok = os.execute(host .. " scripts/lib/readme.lua --check README.md")
+  assert(ok, "README.md's flag tables differ from the scripts' --help: run make readme")
+end
+
 return T
