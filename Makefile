@@ -171,7 +171,7 @@ $(filter $(BUILD)/tests/test_sampler% $(BUILD)/tests/test_plugin%,$(TEST_BIN)): 
 # (CI set) a machine without any OpenCL device fails the OpenCL suites
 # instead of skipping them.
 test: deps
-	@$(MAKE) --no-print-directory check-layers $(TEST_BIN) $(HOST)
+	@$(MAKE) --no-print-directory check-layers $(TEST_BIN) $(HOST) $(LUA_MODULE)
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} DIFUSA_REQUIRE_OPENCL=$${DIFUSA_REQUIRE_OPENCL:-$${CI:+1}} \
 	  sh tests/run.sh $(TEST_BIN) $(HOST)
 
