@@ -441,7 +441,7 @@ int df_image_load(const char *path, df_tensor **out)
     float *d = df_tensor_data(t);
     size_t hw = (size_t)w * (size_t)h;
     for (size_t i = 0; i < hw; i++)
-        for (int c = 0; c < 3; c++) d[c * hw + i] = (float)pix[3 * i + (size_t)c] / 127.5f - 1.0f;
+        for (size_t c = 0; c < 3; c++) d[c * hw + i] = (float)pix[3 * i + c] / 127.5f - 1.0f;
     stbi_image_free(pix);
     *out = t;
     return DF_OK;
