@@ -7,6 +7,8 @@
 #include <math.h>
 #include <string.h>
 
+void ld_open_dit(lua_State *L);
+
 #define LD_BUNDLE "difusa.bundle"
 #define LD_CLIP "difusa.clip"
 #define LD_UNET "difusa.unet"
@@ -392,4 +394,228 @@ void ld_open_models(lua_State *L)
     new_type(L, LD_VAE, vae_m);
     lua_pushcfunction(L, l_load);
     lua_setfield(L, -2, "load");
+    ld_open_dit(L);
+}
+
+/* ---- DiT ---- */
+
+#include "nn/dit.h"
+
+#define LD_DIT "difusa.dit"
+
+typedef struct ldit {
+    df_dit *dit;
+    df_weights *w;
+} ldit;
+
+static int dit_gc(lua_State *L)
+{
+    ldit *d = luaL_checkudata(L, 1, LD_DIT);
+    df_dit_free(d->dit);
+    df_weights_free(d->w);
+    d->dit = NULL;
+    d->w = NULL;
+    return 0;
+}
+
+static ldit *check_dit(lua_State *L, int idx)
+{
+    ldit *d = luaL_checkudata(L, idx, LD_DIT);
+    if (!d->dit) luaL_error(L, "attempt to use a freed DiT");
+    return d;
+}
+
+/* difusa.load_dit(path, {device=, heads=}) -> dit or nil, message */
+static int l_load_dit(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    df_backend *be = df_backend_cpu();
+    df_dit_load_params p = df_dit_load_default_params();
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "device");
+        be = ld_backend_opt(L, lua_gettop(L));
+        p.heads = (int)opt_number(L, 2, "heads", 0);
+    } else {
+        be = ld_backend_opt(L, 0);
+    }
+    ldit *d = lua_newuserdatauv(L, sizeof *d, 0);
+    d->dit = NULL;
+    d->w = NULL;
+    luaL_setmetatable(L, LD_DIT);
+    if (df_weights_open(path, &d->w) != DF_OK || df_dit_load(d->w, be, &p, &d->dit) != DF_OK) {
+        luaL_pushfail(L);
+        lua_pushstring(L, df_last_error());
+        return 2;
+    }
+    return 1;
+}
+
+static void read_labels(lua_State *L, int idx, int64_t n, int32_t *out)
+{
+    if (lua_istable(L, idx)) {
+        if ((int64_t)lua_rawlen(L, idx) != n) luaL_error(L, "dit: %d labels for a batch of %d", (int)lua_rawlen(L, idx), (int)n);
+        for (int64_t i = 0; i < n; i++) {
+            lua_rawgeti(L, idx, (lua_Integer)i + 1);
+            out[i] = (int32_t)luaL_checkinteger(L, -1);
+            lua_pop(L, 1);
+        }
+    } else {
+        int32_t v = (int32_t)luaL_checkinteger(L, idx);
+        for (int64_t i = 0; i < n; i++) out[i] = v;
+    }
+}
+
+/* dit:forward(x, t, labels) */
+static int dit_forward(lua_State *L)
+{
+    ldit *d = check_dit(L, 1);
+    df_tensor *x = ld_check_tensor(L, 2), *y = NULL;
+    if (x->ndim < 1 || x->shape[0] > 64) return luaL_argerror(L, 2, "batch of 1 to 64");
+    float t[64];
+    int32_t labels[64];
+    read_timesteps(L, 3, x->shape[0], t);
+    read_labels(L, 4, x->shape[0], labels);
+    if (df_dit_forward(d->dit, x, t, labels, &y)) return ld_raise(L, "dit:forward");
+    ld_push_tensor(L, y);
+    return 1;
+}
+
+static int dit_info(lua_State *L)
+{
+    const df_dit_config *c = df_dit_get_config(check_dit(L, 1)->dit);
+    lua_newtable(L);
+    lua_pushinteger(L, c->num_classes);
+    lua_setfield(L, -2, "num_classes");
+    lua_pushinteger(L, c->in_channels);
+    lua_setfield(L, -2, "in_channels");
+    lua_pushinteger(L, c->patch);
+    lua_setfield(L, -2, "patch");
+    lua_pushinteger(L, c->hidden);
+    lua_setfield(L, -2, "hidden");
+    lua_pushinteger(L, c->depth);
+    lua_setfield(L, -2, "depth");
+    lua_pushboolean(L, c->learn_sigma);
+    lua_setfield(L, -2, "learn_sigma");
+    return 1;
+}
+
+/* The DiT denoiser: eps prediction through DiT's linear training schedule;
+ * guidance as the original sampler applies it (forward_with_cfg): on the
+ * first `guide` latent channels (3 by default), the other channels from the
+ * conditional half. */
+typedef struct dit_den {
+    df_model_wrapper mw;
+    df_noise_schedule *sched;
+    const df_dit *dit;
+    int32_t labels[32];
+    int n;
+    float cfg;
+    int guide;
+} dit_den;
+
+static void dit_den_free(void *user)
+{
+    dit_den *d = user;
+    df_noise_schedule_free(d->sched);
+    df_free(d);
+}
+
+static int dit_model(void *user, const df_tensor *x, double t, df_tensor **out)
+{
+    dit_den *d = user;
+    *out = NULL;
+    if (ld_interrupted) return df_error(DF_EINVAL, "interrupted");
+    const df_dit_config *c = df_dit_get_config(d->dit);
+    int64_t B = x->shape[0], C = c->in_channels;
+    if (B != d->n) return df_error(DF_ESHAPE, "dit denoiser: %d labels for a batch of %lld", d->n, (long long)B);
+    int guided = d->cfg != 1.0f;
+    int64_t N = guided ? 2 * B : B;
+    float ts[64];
+    int32_t labels[64];
+    for (int64_t i = 0; i < N; i++) {
+        ts[i] = (float)t;
+        labels[i] = i < B ? d->labels[i] : c->num_classes; /* the null class for the second half */
+    }
+    df_tensor *xx = NULL, *y = NULL, *yc = NULL, *yu = NULL, *ec = NULL, *eu = NULL, *diff = NULL, *g = NULL;
+    df_tensor *gc = NULL, *gu = NULL, *rest = NULL, *guided_part = NULL;
+    int rc = guided ? df_concat(2, (const df_tensor *const[]){x, x}, 0, &xx) : df_tensor_reshape(x, x->ndim, x->shape, &xx);
+    if (!rc) rc = df_dit_forward(d->dit, xx, ts, labels, &y);
+    if (!rc) rc = df_tensor_narrow0(y, 0, B, &yc);
+    if (!rc) rc = df_slice(yc, 1, 0, C, &ec);  /* eps of the conditional half */
+    if (!rc && !guided) {
+        *out = ec;
+        ec = NULL;
+    } else if (!rc) {
+        int64_t gch = d->guide > 0 && d->guide < C ? d->guide : C;
+        rc = df_tensor_narrow0(y, B, B, &yu);
+        if (!rc) rc = df_slice(yu, 1, 0, gch, &gu);
+        if (!rc) rc = df_slice(ec, 1, 0, gch, &gc);
+        if (!rc) rc = df_sub(gc, gu, &diff);
+        if (!rc) rc = df_scale(diff, d->cfg, 0.0f, &g);
+        if (!rc) rc = df_add(gu, g, &guided_part);
+        if (!rc && gch < C) {
+            rc = df_slice(ec, 1, gch, C, &rest);
+            if (!rc) rc = df_concat(2, (const df_tensor *const[]){guided_part, rest}, 1, out);
+        } else if (!rc) {
+            *out = guided_part;
+            guided_part = NULL;
+        }
+    }
+    df_tensor *all[] = {xx, y, yc, yu, ec, eu, diff, g, gc, gu, rest, guided_part};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) df_tensor_free(all[i]);
+    return rc;
+}
+
+/* dit:denoiser{labels = {207, 360}, cfg = 4, guide_channels = 3} */
+static int dit_denoiser(lua_State *L)
+{
+    ldit *ld = check_dit(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    dit_den *d = df_calloc(1, sizeof *d);
+    if (!d) return ld_raise(L, "dit:denoiser");
+    ldenoiser *u = ld_push_denoiser(L, df_model_wrapper_denoise, d, dit_den_free, 1);
+    (void)u;
+    d->dit = ld->dit;
+    lua_getfield(L, 2, "labels");
+    int n = (int)lua_rawlen(L, -1);
+    if (!lua_istable(L, -1) || n < 1 || n > 32) return luaL_error(L, "dit:denoiser: 'labels' must be a list of 1 to 32 classes");
+    const df_dit_config *c = df_dit_get_config(d->dit);
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        lua_Integer v = luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+        if (v < 0 || v > c->num_classes) return luaL_error(L, "dit:denoiser: class %d outside 0..%d", (int)v, c->num_classes);
+        d->labels[i] = (int32_t)v;
+    }
+    lua_pop(L, 1);
+    d->n = n;
+    d->cfg = (float)opt_number(L, 2, "cfg", 1.0);
+    d->guide = (int)opt_number(L, 2, "guide_channels", 3);
+    /* DiT's training schedule: linear betas 1e-4 .. 0.02 over 1000 steps */
+    df_train_schedule_params tp = df_train_schedule_default_params();
+    tp.kind = DF_BETA_LINEAR;
+    tp.beta_start = 0.0001;
+    tp.beta_end = 0.02;
+    if (df_noise_schedule_new(&tp, &d->sched)) return ld_raise(L, "dit:denoiser");
+    d->mw = df_model_wrapper_default();
+    d->mw.model = dit_model;
+    d->mw.user = d;
+    d->mw.prediction = DF_PRED_EPS;
+    d->mw.schedule = d->sched;
+    d->mw.quantize = opt_bool(L, 2, "quantize", 1);
+    return 1;
+}
+
+void ld_open_dit(lua_State *L)
+{
+    static const luaL_Reg dit_m[] = {{"forward", dit_forward}, {"denoiser", dit_denoiser}, {"info", dit_info}, {NULL, NULL}};
+    luaL_newmetatable(L, LD_DIT);
+    lua_pushcfunction(L, dit_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_newtable(L);
+    luaL_setfuncs(L, dit_m, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_load_dit);
+    lua_setfield(L, -2, "load_dit");
 }

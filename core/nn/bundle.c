@@ -118,7 +118,10 @@ int df_bundle_load(const char *path, df_backend *be, const df_bundle_params *p, 
              df_weights_find(uw, "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight")))
             rc = df_text_encoder_load(uw, NULL, be, &b->text);
         if (rc || !p->unet || !df_weights_find(uw, "model.diffusion_model.input_blocks.0.0.weight")) uw = NULL;
-        if (rc || !p->vae || p->vae_path || !df_weights_find(vw, "first_stage_model.decoder.conv_in.weight")) vw = NULL;
+        int in_checkpoint = !rc && df_weights_find(vw, "first_stage_model.decoder.conv_in.weight");
+        int standalone = !rc && !uw && !b->text &&
+                         (df_weights_find(vw, "decoder.conv_in.weight") || df_weights_find(vw, "decoder.up.0.block.0.conv1.weight"));
+        if (rc || !p->vae || p->vae_path || !(in_checkpoint || standalone)) vw = NULL;
     }
     if (!rc && p->vae && p->vae_path) {
         rc = df_weights_open(p->vae_path, &b->weights[2]);
