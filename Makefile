@@ -257,6 +257,8 @@ install-lua: $(HOST) $(LUA_MODULE)
 	install -m 755 $(LUA_MODULE) $(DESTDIR)$(LUA_CMOD_DIR)/difusa.so
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/difusa/scripts/
 	install -m 644 scripts/lib/*.lua $(DESTDIR)$(PREFIX)/share/difusa/scripts/lib/
+	install -d $(DESTDIR)$(PREFIX)/share/difusa/data/imagenet
+	install -m 644 data/imagenet/* $(DESTDIR)$(PREFIX)/share/difusa/data/imagenet/
 
 # The sampler plugins, the plugin ABI header (all an out-of-tree plugin needs),
 # the registry and the schedules.

@@ -303,8 +303,13 @@ static int l_sigmas(lua_State *L)
         lua_pop(L, 5);
     }
     df_noise_schedule *s = NULL;
-    if (!lua_isnil(L, 1)) { /* a model: Stable Diffusion's training schedule */
+    if (!lua_isnil(L, 1)) { /* a model: Stable Diffusion's training schedule, or DiT's linear one */
         df_train_schedule_params tp = df_train_schedule_default_params();
+        if (luaL_testudata(L, 1, "difusa.dit")) {
+            tp.kind = DF_BETA_LINEAR;
+            tp.beta_start = 0.0001;
+            tp.beta_end = 0.02;
+        }
         if (df_noise_schedule_new(&tp, &s)) return ld_raise(L, "sigmas");
     }
     double *out = NULL;

@@ -396,15 +396,27 @@ static double h_option(df_sampler_run *run, const char *name)
     return run->opt[i];
 }
 
+_Static_assert(DF_PLUGIN_LOG_ERROR == (int)DF_LOG_ERROR && DF_PLUGIN_LOG_WARN == (int)DF_LOG_WARN &&
+                   DF_PLUGIN_LOG_INFO == (int)DF_LOG_INFO && DF_PLUGIN_LOG_DEBUG == (int)DF_LOG_DEBUG,
+               "plugin log levels out of step with df_log_level");
+
+/* The run's log_fn when it has one, else the library's log (df_log: stderr
+ * or the host's df_log_set_handler), prefixed with the sampler's name. */
 static void h_log(df_sampler_run *run, int level, const char *fmt, ...)
 {
-    if (!run || !run->p->log_fn || !fmt) return;
+    if (!run || !fmt) return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    run->p->log_fn(run->p->log_user, level, msg);
+    if (run->p->log_fn) {
+        run->p->log_fn(run->p->log_user, level, msg);
+        return;
+    }
+    if (level < DF_PLUGIN_LOG_ERROR) level = DF_PLUGIN_LOG_ERROR;
+    if (level > DF_PLUGIN_LOG_DEBUG) level = DF_PLUGIN_LOG_DEBUG;
+    df_log((df_log_level)level, "sampler %s: %s", run->entry->info.name, msg);
 }
 
 static int h_error(df_sampler_run *run, int code, const char *fmt, ...)

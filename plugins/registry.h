@@ -110,7 +110,8 @@ typedef struct df_sample_params {
     uint64_t brownian_seed;
     int brownian_seed_set;
 
-    /* Messages from the sampler (host->log); NULL drops them. */
+    /* Messages from the sampler (host->log); NULL sends them to the library's
+     * log (df_log_set_handler / df_log_set_level), prefixed "sampler <name>: ". */
     void (*log_fn)(void *user, int level, const char *msg);
     void *log_user;
 } df_sample_params;

@@ -109,6 +109,60 @@ Test(plugin, good_plugin_loads_and_runs)
     df_registry_free(r);
 }
 
+typedef struct logged {
+    int n, level;
+    char msg[256];
+} logged;
+
+static void core_log(df_log_level level, const char *msg, void *ud)
+{
+    logged *l = ud;
+    l->n++;
+    l->level = (int)level;
+    snprintf(l->msg, sizeof l->msg, "%s", msg);
+}
+
+static void run_log(void *user, int level, const char *msg) { core_log((df_log_level)level, msg, user); }
+
+/* host->log goes to the run's log_fn, else to the library's log (df_log). */
+Test(plugin, sampler_log_goes_to_core_log)
+{
+    df_registry *r = empty_registry();
+    char path[PATH_MAX];
+    plugin_path(path, sizeof path, "good");
+    cr_assert_eq(df_registry_load(r, path), DF_OK, "%s", df_last_error());
+    gauss g = {.c = 1, .plane = 8, .mu = {1.0}, .s = {1.0}};
+    df_denoiser den = {gauss_denoise, &g};
+    df_tensor *x = df_tensor_zeros(NULL, DF_F32, 2, (int64_t[]){1, 8});
+    double sig[2] = {1, 0};
+    df_sample_params p = df_sample_default_params();
+    p.denoiser = &den;
+    p.sigmas = sig;
+    p.n_sigmas = 2;
+    p.options = "gain=2";
+    logged core = {0}, own = {0};
+    df_log_set_handler(core_log, &core);
+    df_log_set_level(DF_LOG_INFO);
+    cr_expect_eq(df_sample(r, "test_scale", &p, x), DF_OK, "%s", df_last_error());
+    cr_expect_eq(core.n, 1);
+    cr_expect_eq(core.level, DF_LOG_INFO);
+    cr_expect_str_eq(core.msg, "sampler test_scale: gain 2");
+    /* below the library's level: dropped */
+    df_log_set_level(DF_LOG_WARN);
+    cr_expect_eq(df_sample(r, "test_scale", &p, x), DF_OK, "%s", df_last_error());
+    cr_expect_eq(core.n, 1);
+    /* the run's own handler takes precedence, unprefixed */
+    p.log_fn = run_log;
+    p.log_user = &own;
+    cr_expect_eq(df_sample(r, "test_scale", &p, x), DF_OK, "%s", df_last_error());
+    cr_expect_eq(core.n, 1);
+    cr_expect_eq(own.n, 1);
+    cr_expect_str_eq(own.msg, "gain 2");
+    df_log_set_handler(NULL, NULL);
+    df_tensor_free(x);
+    df_registry_free(r);
+}
+
 Test(plugin, wrong_abi_is_refused_naming_both_versions)
 {
     const char *const f[] = {"plugin ABI version 99.0", "this host speaks 1.", NULL};

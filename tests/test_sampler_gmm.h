@@ -107,6 +107,10 @@ typedef struct gauss {
     int64_t plane;  /* values per channel */
     double mu[16], s[16];
     int calls;
+    /* Return the consistency function instead (the probability-flow ODE's map
+     * to sigma 0, mu + s/sqrt(s² + σ²)·(x − mu)): what a consistency model
+     * (LCM) learns, where the denoiser is the posterior mean. */
+    int consistency;
 } gauss;
 
 static inline int gauss_denoise(void *user, const df_tensor *x, double sigma, df_tensor **out)
@@ -122,7 +126,8 @@ static inline int gauss_denoise(void *user, const df_tensor *x, double sigma, df
     for (int64_t i = 0; i < n; i++) {
         int c = (int)((i / g->plane) % g->c);
         double s2 = g->s[c] * g->s[c];
-        py[i] = (float)(g->mu[c] + s2 / (s2 + sigma * sigma) * ((double)px[i] - g->mu[c]));
+        double k = g->consistency ? g->s[c] / sqrt(s2 + sigma * sigma) : s2 / (s2 + sigma * sigma);
+        py[i] = (float)(g->mu[c] + k * ((double)px[i] - g->mu[c]));
     }
     *out = y;
     return DF_OK;

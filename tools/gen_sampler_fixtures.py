@@ -291,6 +291,207 @@ def run_diffusers(gmm, out, meta):
         store_case(out, meta, name, sampler, options, x_ve0, np.array(sigmas), rec, traj, traj[-1])
 
 
+# ---- ComfyUI's additions to k-diffusion (tools/comfy_k_ref.py) ----
+
+COMFY_CASES = [
+    # (case, function, difusa name, difusa options, kwargs, steps)
+    ("c_ipndm", "sample_ipndm", "ipndm", "", {}, 12),
+    ("c_ipndm_order2", "sample_ipndm", "ipndm", "order=2", dict(max_order=2), 8),
+    ("c_ipndm_v", "sample_ipndm_v", "ipndm_v", "", {}, 12),
+    ("c_ipndm_v_order3", "sample_ipndm_v", "ipndm_v", "order=3", dict(max_order=3), 9),
+    ("c_deis", "sample_deis", "deis", "", {}, 12),
+    ("c_deis_order2", "sample_deis", "deis", "order=2", dict(max_order=2), 8),
+    ("c_deis_order4", "sample_deis", "deis", "order=4", dict(max_order=4), 10),
+]
+
+
+def run_comfy_cases(gmm, out, meta):
+    import comfy_k_ref
+
+    for idx, (name, fn, sampler, options, kwargs, steps) in enumerate(COMFY_CASES):
+        sigmas = K.get_sigmas_karras(steps, SIGMA_MIN, SIGMA_MAX)
+        g = torch.Generator().manual_seed(400 + idx)
+        x = torch.randn(SHAPE, generator=g) * sigmas[0]
+        traj = []
+
+        def model(xx, s):
+            return torch.from_numpy(gmm.denoise(xx.numpy(), float(s[0])))
+
+        res = getattr(comfy_k_ref, fn)(model, x.clone(), sigmas, callback=lambda xx: traj.append(xx.numpy().copy()),
+                                       **kwargs)
+        store_case(out, meta, name, sampler, options, x.numpy(), sigmas.double().numpy(), None, traj, res.numpy())
+
+
+# ---- diffusers' multistep schedulers: PNDM (PLMS), UniPC, LCM ----
+
+def run_diffusers_multistep(gmm, out, meta):
+    from diffusers import LCMScheduler, PNDMScheduler, UniPCMultistepScheduler
+    import diffusers.schedulers.scheduling_lcm as lcm_mod
+
+    sig = lambda a: math.sqrt((1 - a) / a)  # noqa: E731
+    cfg = sd_scheduler_config()
+    cfg.pop("clip_sample")  # (PNDM and UniPC have no clipping)
+
+    def eps_at(x_t, s):
+        """The model's epsilon at VE sigma s for a VP sample x_t."""
+        a = 1.0 / (1.0 + s * s)
+        x_ve = x_t.double().numpy() / math.sqrt(a)
+        d = gmm.denoise(x_ve.astype(np.float32), s).astype(np.float64)
+        return torch.from_numpy(((x_ve - d) / s).astype(np.float32))
+
+    def start(idx, s0):
+        g = torch.Generator().manual_seed(500 + idx)
+        x_ve0 = (torch.randn(SHAPE, generator=g).double() * math.sqrt(1 + s0 * s0)).numpy()
+        x_ve0 = f32(x_ve0)
+        return x_ve0, torch.from_numpy((x_ve0.astype(np.float64) / math.sqrt(1 + s0 * s0)).astype(np.float32))
+
+    # PLMS: SD's config (skip_prk_steps, set_alpha_to_one False, leading spacing + steps_offset 1)
+    for idx, (name, steps, extra) in enumerate([("d_plms", 10, dict(set_alpha_to_one=False)),
+                                                ("d_plms_alpha1", 7, dict(set_alpha_to_one=True))]):
+        sch = PNDMScheduler(**cfg, skip_prk_steps=True, **extra)
+        sch.set_timesteps(steps)
+        ac = sch.alphas_cumprod.double().numpy()
+        ts = [int(t) for t in sch.timesteps]
+        uniq = [ts[0]] + ts[2:]  # the second entry repeats the first's target (the Heun step)
+        a_final = float(sch.final_alpha_cumprod)
+        sigmas = [sig(ac[t]) for t in uniq] + [sig(a_final) if a_final < 1 else 0.0]
+        x_ve0, x = start(idx, sigmas[0])
+        traj = []
+        for k, t in enumerate(ts):
+            x = sch.step(eps_at(x, sig(ac[t])), t, x).prev_sample
+            if k >= 1:
+                j = len(traj) + 1
+                a_prev = 1.0 / (1.0 + sigmas[j] ** 2)
+                traj.append((x.double().numpy() / math.sqrt(a_prev)).astype(np.float32))
+        store_case(out, meta, name, "plms", "", x_ve0, np.array(sigmas), None, traj, traj[-1])
+
+    # UniPC: diffusers' defaults (bh2, order 2, linspace spacing, final sigma 0) and variants
+    unipc_cases = [
+        ("d_unipc", "", dict(), 10),
+        # (bh1 with the final sigma 0 gives NaN in diffusers 0.32: B(h) = h = -inf times 0; difusa returns D
+        # there, so the bh1 cases end at sigma_min)
+        ("d_unipc_bh1", "solver_type=bh1", dict(solver_type="bh1", final_sigmas_type="sigma_min"), 10),
+        ("d_unipc_order3", "order=3", dict(solver_order=3), 12),
+        ("d_unipc_bh1_order3", "order=3 solver_type=bh1", dict(solver_order=3, solver_type="bh1", final_sigmas_type="sigma_min"), 9),
+        ("d_unipc_nofinal", "lower_order_final=0 order=3",
+         dict(solver_order=3, lower_order_final=False, final_sigmas_type="sigma_min"), 8),
+    ]
+    for idx, (name, options, extra, steps) in enumerate(unipc_cases):
+        sch = UniPCMultistepScheduler(**cfg, **extra)
+        sch.set_timesteps(steps)
+        sigmas = sch.sigmas.double().numpy()
+        x_ve0, x = start(10 + idx, float(sigmas[0]))
+        traj = []
+        for k, t in enumerate(sch.timesteps):
+            x = sch.step(eps_at(x, float(sigmas[k])), t, x).prev_sample
+            traj.append((x.double().numpy() * math.sqrt(1 + float(sigmas[k + 1]) ** 2)).astype(np.float32))
+        store_case(out, meta, name, "unipc", options, x_ve0, sigmas, None, traj, traj[-1])
+
+    # LCM: the boundary condition made negligible (timestep_scaling 1e4: c_skip < 1e-10) so that the
+    # reference's denoised is the model's x0; the condition itself belongs to difusa's model wrapper
+    for idx, (name, steps) in enumerate([("d_lcm", 4), ("d_lcm_8", 8)]):
+        sch = LCMScheduler(**sd_scheduler_config(), timestep_scaling=1e4)
+        sch.set_timesteps(steps)
+        ac = sch.alphas_cumprod.double().numpy()
+        ts = [int(t) for t in sch.timesteps]
+        sigmas = [sig(ac[t]) for t in ts] + [0.0]
+        x_ve0, x = start(20 + idx, sigmas[0])
+        rec = NoiseRecorder(5000 + idx)
+        saved = lcm_mod.randn_tensor
+        lcm_mod.randn_tensor = lambda shape, generator=None, device=None, dtype=None: rec.randn_like(  # noqa: E731
+            torch.empty(shape))
+        traj = []
+        try:
+            for k, t in enumerate(ts):
+                x = sch.step(eps_at(x, sigmas[k]), t, x).prev_sample
+                traj.append((x.double().numpy() * math.sqrt(1 + sigmas[k + 1] ** 2)).astype(np.float32))
+        finally:
+            lcm_mod.randn_tensor = saved
+        store_case(out, meta, name, "lcm", "", x_ve0, np.array(sigmas), rec, traj, traj[-1])
+
+
+# ---- score SDEs (Song et al. 2021), tools/score_sde_ref.py ----
+
+SCORE_PC_CASES = [
+    # (case, sde, sde kwargs, predictor, corrector, snr, n_steps, denoise, N)
+    ("s_pc_ve", "ve", dict(sigma_max=20.0), "reverse_diffusion", "langevin", 0.16, 1, True, 20),
+    ("s_pc_ve_ald", "ve", dict(sigma_max=20.0), "none", "ald", 0.2, 2, True, 12),
+    ("s_pc_ve_ancestral", "ve", dict(sigma_max=20.0), "ancestral", "none", 0.16, 1, True, 20),
+    ("s_pc_ve_em_noisy", "ve", dict(sigma_max=20.0), "euler_maruyama", "langevin", 0.1, 1, False, 80),
+    # (VP's discrete betas reach beta_max / N: N > 20 keeps them below 1. Langevin's step is
+    # (snr |z| / |score|)^2 and near t = 1e-3 the score (m D - y) / std^2 is float32 rounding of
+    # D - y amplified, different in any two implementations: the Langevin cases end at a larger
+    # eps, SCORE_EPS)
+    ("s_pc_vp", "vp", {}, "euler_maruyama", "langevin", 0.16, 1, True, 100),
+    ("s_pc_vp_rd", "vp", {}, "reverse_diffusion", "none", 0.16, 1, True, 50),
+    ("s_pc_vp_ancestral", "vp", {}, "ancestral", "ald", 0.05, 2, True, 30),
+    ("s_pc_subvp", "subvp", {}, "euler_maruyama", "ald", 0.1, 1, True, 40),
+    ("s_pc_subvp_rd", "subvp", {}, "reverse_diffusion", "none", 0.16, 1, True, 30),
+]
+
+SCORE_EPS = {"s_pc_ve_em_noisy": 0.1, "s_pc_vp": 0.05}
+
+SCORE_ODE_CASES = [
+    # (case, sde, sde kwargs, difusa options, rtol, atol, denoise)
+    ("s_ode_ve", "ve", dict(sigma_max=20.0), "", 1e-5, 1e-5, True),
+    ("s_ode_vp", "vp", {}, "sde=vp", 1e-5, 1e-5, True),
+    ("s_ode_subvp", "subvp", {}, "sde=subvp denoise=0", 1e-5, 1e-5, False),
+    ("s_ode_vp_loose", "vp", {}, "sde=vp rtol=0.001 atol=0.0001 denoise=0", 1e-3, 1e-4, False),
+]
+
+
+def make_sde(kind, kw, n):
+    import score_sde_ref as S
+    return {"ve": S.VESDE, "vp": S.VPSDE, "subvp": S.SubVPSDE}[kind](N=n, **kw)
+
+
+def run_score_sde(gmm, out, meta):
+    import score_sde_ref as S
+
+    for idx, (name, kind, kw, pred, corr, snr, n_steps, denoise, n) in enumerate(SCORE_PC_CASES):
+        eps = SCORE_EPS.get(name, 1e-3)
+        sde = make_sde(kind, kw, n)
+        ts = list(np.linspace(1.0, eps, n))
+        sigmas = [sde.marginal(t)[1] / sde.marginal(t)[0] for t in ts] + [0.0]
+        g = torch.Generator().manual_seed(600 + idx)
+        m0 = sde.marginal(ts[0])[0]
+        prior = torch.randn(SHAPE, generator=g) * (kw.get("sigma_max", 1.0) if kind == "ve" else 1.0)
+        x_ve0 = f32(prior.double().numpy() / m0)
+        y = torch.from_numpy((x_ve0.astype(np.float64) * m0).astype(np.float32))
+        rec = NoiseRecorder(6000 + idx)
+        score = S.score_from_denoiser(sde, gmm.denoise)
+        traj = []
+
+        def cb(i, xx):
+            # difusa keeps x in the VE view between steps: y / m(t_next); the result stays y
+            m = sde.marginal(ts[i + 1])[0] if i + 1 < len(ts) else 1.0
+            traj.append((xx.double().numpy() / m).astype(np.float32))
+
+        res = S.pc_sampler(sde, score, y, ts, pred, corr, snr, n_steps, rec.randn_like, denoise=denoise, callback=cb)
+        if denoise and pred != "none":
+            rec.keep([True] * (len(rec.noise) - 1) + [False])  # the last predictor's noise is dropped
+        options = (f"sde={kind} predictor={pred} corrector={corr} snr={snr} n_steps={n_steps}"
+                   f" denoise={int(denoise)}")
+        store_case(out, meta, name, "score_pc", options, x_ve0, np.array(sigmas), rec, traj, res.numpy())
+
+    eps = 1e-3
+    for idx, (name, kind, kw, options, rtol, atol, denoise) in enumerate(SCORE_ODE_CASES):
+        sde = make_sde(kind, kw, 1000)
+        sigmas = [sde.marginal(t)[1] / sde.marginal(t)[0] for t in (1.0, eps)] + ([0.0] if denoise else [])
+        g = torch.Generator().manual_seed(700 + idx)
+        m0 = sde.marginal(1.0)[0]
+        prior = torch.randn(SHAPE, generator=g) * (kw.get("sigma_max", 1.0) if kind == "ve" else 1.0)
+        x_ve0 = f32(prior.double().numpy() / m0)
+        y = torch.from_numpy((x_ve0.astype(np.float64) * m0).astype(np.float32))
+        score = S.score_from_denoiser(sde, gmm.denoise)
+        res, nfev = S.ode_sampler(sde, score, y, 1.0, eps, rtol=rtol, atol=atol, denoise=denoise)
+        res = res.double().numpy()
+        if not denoise:
+            res = res / sde.marginal(eps)[0]  # difusa returns the VE sample at the last sigma
+        meta[f"{name}.nfev"] = str(nfev)
+        store_case(out, meta, name, "score_ode", options, x_ve0, np.array(sigmas), None, None, f32(res))
+
+
 # ---- schedules ----
 
 def comfy_model_sampling(betas64):
@@ -481,6 +682,9 @@ def main():
     run_k_cases(gmm, out, meta)
     run_k_dpm_solver(gmm, out, meta)
     run_diffusers(gmm, out, meta)
+    run_comfy_cases(gmm, out, meta)
+    run_diffusers_multistep(gmm, out, meta)
+    run_score_sde(gmm, out, meta)
     write_safetensors(os.path.join(outdir, "sampler_ref.safetensors"), out, meta)
     sout, smeta = {}, {}
     run_schedules(sout, smeta)
