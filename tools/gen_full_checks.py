@@ -8,9 +8,17 @@ committed: written under build/check-full, about 0.5 GB).
                            SD1.5's configuration, random f16 weights
   sd15/expected.safetensors  one CFG-batch UNet step at 64x64 latents and one
                            VAE decode of 64x64 latents
+  dit_xl2/transformer      DiT-XL/2-256 (depth 28, hidden 1152, 16 heads of 72,
+                           patch 2, 32x32x4 latents, 1000 classes + null,
+                           learn_sigma), random f16 weights, diffusers folder
+                           (legacy "Transformer2DModel" config.json, as the Hub's)
+  dit_xl2/DiT-XL-2-256.safetensors  the same weights in the original DiT layout
+                           (tools/gen_dit_fixtures.py; about 2.9 GB for both)
+  dit_xl2/expected.safetensors  one forward at batch 2 and its intermediates
 
 Run: tools/.venv/bin/python tools/gen_full_checks.py build/check-full
 """
+import json
 import os
 import sys
 
@@ -71,6 +79,42 @@ def sd15(out):
     write_safetensors(os.path.join(d, "expected.safetensors"), {k: entry(v.float()) for k, v in exp.items()}, {})
 
 
+def dit_xl2(out):
+    """DiT-XL/2-256 with random weights (every one, adaLN-Zero's included; tied per-block embedder copies),
+    in both layouts, the layout conversion checked as tools/gen_dit_fixtures.py checks it, and one
+    diffusers forward at batch 2 (the second label is the null class 1000)."""
+    import gen_dit_fixtures as gd
+    from diffusers import DiTTransformer2DModel
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(1)
+    d = os.path.join(out, "dit_xl2")
+    cfg = gd.XL2
+    m = gd.randomize_dit(DiTTransformer2DModel(**cfg), 20)
+    folder = os.path.join(d, "transformer")
+    gd.write_dit_folder(m, cfg, "Transformer2DModel", folder)
+    T = (cfg["sample_size"] // cfg["patch_size"]) ** 2
+    orig_path = os.path.join(d, "DiT-XL-2-256.safetensors")
+    orig = gd.diffusers_to_original(gd.f16_state(m), cfg["num_layers"], T)
+    write_safetensors(orig_path, {k: gd.entry(v) for k, v in orig.items()}, {"format": "pt"})
+    del orig
+    worst, _ = gd.check_layout(load_file(orig_path),
+                               load_file(os.path.join(folder, "diffusion_pytorch_model.safetensors")), cfg, "dit_xl2")
+    g = torch.Generator().manual_seed(30)
+    x = torch.randn((2, 4, 32, 32), generator=g)
+    t = torch.tensor([999.0, 250.5])
+    y = torch.tensor([207, 1000])
+    ref = gd.dit_reference(m, x, t, y)
+    keep = ("t_freq", "t_emb", "y_emb", "c", "tokens", "block.0", "block.13", "block.27", "final.tokens", "out")
+    exp = {"x": x, "t": t, "y": y.to(torch.int32)}
+    exp.update({k: ref[k] for k in keep})
+    meta = {"config": json.dumps(cfg, sort_keys=True), "layout_check_max_abs_diff": repr(worst),
+            "original_file": "DiT-XL-2-256.safetensors", "null_class": "1000"}
+    write_safetensors(os.path.join(d, "expected.safetensors"), {k: gd.entry(v) for k, v in exp.items()}, meta)
+    print("dit_xl2: |out| max %.3g std %.3g, layout check max |diff| %g" % (
+        ref["out"].abs().max().item(), ref["out"].std().item(), worst))
+
+
 def main(out):
     torch.manual_seed(0)
     cfg = CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
@@ -104,6 +148,7 @@ def main(out):
     write_safetensors(os.path.join(out, "clip_vitl", "expected.safetensors"),
                       {k: entry(v if v.dtype == torch.int32 else v.float()) for k, v in exp.items()}, {})
     sd15(out)
+    dit_xl2(out)
     print("wrote", out)
 
 

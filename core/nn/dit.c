@@ -114,6 +114,7 @@ int df_dit_load(df_weights *w, df_backend *be, const df_dit_load_params *p, df_d
     if (!p) p = &dp;
     int diffusers = 0, rc = DF_OK;
     if (!df_weights_find(w, NS "x_embedder.proj.weight") && (rc = alias_names(w, &diffusers))) return rc;
+    diffusers = df_weights_find(w, "pos_embed.proj.weight") != NULL;
     const df_st_info *pe = df_weights_find(w, NS "x_embedder.proj.weight");
     const df_st_info *fl = df_weights_find(w, NS "final_layer.linear.weight");
     const df_st_info *yt = df_weights_find(w, NS "y_embedder.embedding_table.weight");
@@ -130,6 +131,8 @@ int df_dit_load(df_weights *w, df_backend *be, const df_dit_load_params *p, df_d
     c->out_channels = (int)(fl->shape[0] / ((int64_t)c->patch * c->patch));
     c->learn_sigma = c->out_channels == 2 * c->in_channels;
     c->num_classes = (int)yt->shape[0] - 1;
+    c->time_shift = diffusers ? 1.0f : 0.0f;
+    c->mlp_eps = diffusers ? 1e-5f : 1e-6f;
     while (df_weights_findf(w, NS "blocks.%d.adaLN_modulation.1.weight", c->depth)) c->depth++;
     c->heads = p->heads;
     const char *cfg = df_weights_config(w);
@@ -262,7 +265,7 @@ static int block(const df_dit *m, const dit_block *b, df_tensor *x, const df_ten
     if (!rc) rc = gated_add(x, ch[2], a, &x), a = NULL;
     else df_tensor_free(x), x = NULL;
     df_tensor_free(a);
-    if (!rc) rc = df_layer_norm(x, NULL, NULL, 1e-6f, &h);
+    if (!rc) rc = df_layer_norm(x, NULL, NULL, c->mlp_eps, &h);
     NN_STEP(rc, h, df_modulate(h, ch[3], ch[4], &next_));
     NN_STEP(rc, h, df_linear(h, b->fc1_w, b->fc1_b, &next_));
     NN_STEP(rc, h, df_unary(DF_GELU_TANH, h, &next_));
@@ -308,7 +311,7 @@ int df_dit_forward(const df_dit *m, const df_tensor *x, const float *timesteps, 
     /* c = t_embedder(t) + y_embedder(label) */
     if (!rc && !(th = df_tensor_from_data(DF_F32, 1, (int64_t[]){B}, timesteps))) rc = DF_ENOMEM;
     if (!rc) rc = nn_on(m->be, th, &t);
-    if (!rc) rc = df_timestep_embedding(t, (int)m->t1_w->shape[1], 1, 0.0f, 1.0f, 10000.0f, &te);
+    if (!rc) rc = df_timestep_embedding(t, (int)m->t1_w->shape[1], 1, c->time_shift, 1.0f, 10000.0f, &te);
     if (!rc) rc = df_linear(te, m->t1_w, m->t1_b, &temb);
     NN_STEP(rc, temb, df_unary(DF_SILU, temb, &next_));
     NN_STEP(rc, temb, df_linear(temb, m->t2_w, m->t2_b, &next_));

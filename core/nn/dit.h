@@ -17,6 +17,12 @@ typedef struct df_dit_config {
     int hidden, depth, heads, patch, mlp_hidden;
     int num_classes;                /* without the null class (which is index num_classes) */
     int learn_sigma;
+    /* The two places where diffusers' DiT computes another function than the
+     * original DiT: its timestep embedding divides by half - 1 (shift 1, not
+     * 0) and its MLP LayerNorm has eps 1e-5 (not 1e-6). Each layout gets its
+     * own semantics: original checkpoints the original's, diffusers folders
+     * diffusers'. */
+    float time_shift, mlp_eps;
 } df_dit_config;
 
 typedef struct df_dit df_dit;

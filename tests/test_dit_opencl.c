@@ -1,0 +1,2 @@
+#define TEST_OPENCL
+#include "test_dit.c"
