@@ -37,7 +37,7 @@ static df_backend *opencl_backend(lua_State *L, const char *selector)
 
 df_backend *ld_backend_opt(lua_State *L, int idx)
 {
-    if (lua_isnoneornil(L, idx)) {
+    if (idx == 0 || lua_isnoneornil(L, idx)) { /* 0: no argument at all */
         lstate *s = get_state(L);
         return s->current ? s->current : df_backend_cpu();
     }

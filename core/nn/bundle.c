@@ -101,6 +101,11 @@ int df_bundle_load(const char *path, df_backend *be, const df_bundle_params *p, 
             if (is_dir(te)) rc = df_text_encoder_load(NULL, path, be, &b->text);
         }
         if (!rc) prediction_from_scheduler(b, path);
+        if (!rc && !uw && !vw && !b->text) { /* a component folder itself (vae/, unet/) */
+            rc = df_weights_open(path, &b->weights[3]);
+            if (!rc && p->vae && df_weights_find(b->weights[3], "decoder.conv_in.weight")) vw = b->weights[3];
+            if (!rc && p->unet && df_weights_find(b->weights[3], "down_blocks.0.resnets.0.conv1.weight")) uw = b->weights[3];
+        }
     } else {
         rc = df_weights_open(path, &b->weights[0]);
         uw = vw = b->weights[0];

@@ -83,9 +83,10 @@ function M.progress(total, label)
     local eta = (total - st.i) / math.max(rate, 1e-9)
     if tty then
       local width = 30
-      local done = math.floor(width * st.i / total)
+      local shown = math.min(st.i, total)
+      local done = math.floor(width * shown / total)
       io.stderr:write(string.format("\r%s [%s%s] %d/%d  %.2f steps/s  ETA %ds ", label, string.rep("#", done),
-        string.rep(".", width - done), st.i, total, rate, math.floor(eta + 0.5)))
+        string.rep(".", width - done), shown, total, rate, math.floor(eta + 0.5)))
       if st.i == total then io.stderr:write("\n") end
     else
       io.stderr:write(string.format("%s step %d/%d, sigma %.4f, %.2f steps/s\n", label, st.i, total, st.sigma, rate))

@@ -1,0 +1,34 @@
+-- A short DiT pipeline run against diffusers' DiTPipeline (tiny random DiT,
+-- DDIM, 8 steps, guidance 4 on all channels as DiTPipeline guides, seed 0).
+local difusa = require "difusa"
+local T = {}
+local fx = "tests/fixtures/dit/"
+
+local function psnr(a, b)
+  local v = ((a - b) * 127.5):table()
+  local mse = 0
+  for i = 1, #v do mse = mse + v[i] * v[i] end
+  return 10 * math.log(255 * 255 / math.max(mse / #v, 1e-10), 10)
+end
+
+function T.dit_pipeline_matches_diffusers()
+  local dit = assert(difusa.load_dit(fx .. "p2/transformer"))
+  local vae = assert(difusa.load(fx .. "p2/vae")).vae
+  local sigmas = difusa.sigmas(dit, 8, "leading", { steps_offset = 0 })
+  local x = difusa.randn { 2, 4, 16, 16, seed = 0 } * math.sqrt(sigmas[1] ^ 2 + 1)
+  local denoise = dit:denoiser { labels = { 1, 7 }, cfg = 4, guide_channels = 4 }
+  local latent = difusa.sampler("ddim")(denoise, x, sigmas)
+  local img = vae:decode(latent)
+  for i = 1, 2 do
+    local want = assert(difusa.image.load(fx .. "pipeline." .. (i - 1) .. ".png"))
+    local path = os.tmpname() .. ".png"
+    assert(difusa.image.save(img:slice(1, i), path))
+    local got = assert(difusa.image.load(path))
+    os.remove(path)
+    local p = psnr(got, want)
+    print(string.format("  DiT pipeline class %d: PSNR %.1f dB against diffusers", i == 1 and 1 or 7, p))
+    assert(p >= 40, string.format("PSNR %.2f dB < 40", p))
+  end
+end
+
+return T
