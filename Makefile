@@ -208,7 +208,7 @@ $(BUILD)/tests/full/%: tests/full/%.c tests/testutil.h $(LIB_A)
 
 check-full: deps $(CHECK_BIN)
 	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
-	@test -f build/check-full/sd15/expected.safetensors || tools/.venv/bin/python tools/gen_full_checks.py build/check-full
+	@test -f build/check-full/dit_xl2/expected.safetensors || tools/.venv/bin/python tools/gen_full_checks.py build/check-full
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} sh tests/run.sh $(CHECK_BIN)
 
 # The scripts' flag tables in README.md, from their own --help.
