@@ -136,7 +136,7 @@ $(LIB_A): $(CORE_OBJ)
 $(LIB_SO): $(CORE_OBJ)
 	$(CC) -shared -Wl,-soname,libdifusa.so.0 -o $@ $^ $(LDLIBS_CORE)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB_A)
+$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/tmpdir.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -I tests -MMD -MP $< -o $@ $(LIB_A) $(TEST_LIBS) $(LDLIBS_CORE)
 

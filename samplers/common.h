@@ -25,6 +25,21 @@
 
 #define N_OPTIONS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* A samplers file's plugin entry: registers every descriptor of the array
+ * `list` (the first failure stops the plugin's init). */
+#define DF_SAMPLER_PLUGIN(plugin_name, list)                                                                    \
+    static int plugin_init(const df_host_api *h, df_plugin_registrar *reg)                                      \
+    {                                                                                                           \
+        for (int i = 0; i < N_OPTIONS(list); i++) {                                                             \
+            int rc = h->register_sampler(reg, &(list)[i]);                                                      \
+            if (rc) return rc;                                                                                  \
+        }                                                                                                       \
+        return 0;                                                                                               \
+    }                                                                                                           \
+    static const df_plugin_desc plugin = {DF_PLUGIN_DESC_INIT, .name = plugin_name, .version = "1",              \
+                                          .init = plugin_init};                                                 \
+    DF_PLUGIN_EXPORT const df_plugin_desc *difusa_plugin_entry(void) { return &plugin; }
+
 /* Options most samplers share. */
 #define OPTION_ETA(def)                                                                                                \
     {"eta", DF_OPT_NUMBER, (def), 0, 100, NULL, "amount of noise added back per step (0: deterministic)"}

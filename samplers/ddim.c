@@ -79,15 +79,4 @@ static const df_sampler_desc samplers[] = {
      .sample = sample_ddpm},
 };
 
-static int init(const df_host_api *h, df_plugin_registrar *reg)
-{
-    for (int i = 0; i < N_OPTIONS(samplers); i++) {
-        int rc = h->register_sampler(reg, &samplers[i]);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-static const df_plugin_desc plugin = {DF_PLUGIN_DESC_INIT, .name = "difusa-ddim", .version = "1", .init = init};
-
-DF_PLUGIN_EXPORT const df_plugin_desc *difusa_plugin_entry(void) { return &plugin; }
+DF_SAMPLER_PLUGIN("difusa-ddim", samplers)

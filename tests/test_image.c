@@ -3,6 +3,7 @@
  * hand here, malformed files), grid / resize (against torch) / crop, A1111's
  * infotext and short hash, SHA-256 (FIPS 180-4 vectors), out-of-memory paths. */
 #include "testutil.h"
+#include "tmpdir.h"
 
 #include "backend.h"
 #include "io/image.h"
@@ -20,63 +21,9 @@ unsigned char *stbi_zlib_compress(unsigned char *data, int data_len, int *out_le
 
 /* ---- a temporary directory per test ---- */
 
-static char tmp_dir[256];
-
-static void tmp_setup(void)
-{
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/df_img_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp_dir), "mkdtemp failed");
-    df_clear_error();
-}
-
-static void tmp_teardown(void)
-{
-    df_alloc_fail_after(0);
-    DIR *d = opendir(tmp_dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", tmp_dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(tmp_dir);
-}
+static void tmp_setup(void) { tmp_init("df_img"); }
 
 TestSuite(image, .init = tmp_setup, .fini = tmp_teardown);
-
-static const char *tmp_path(const char *name)
-{
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", tmp_dir, name);
-    return p[k];
-}
-
-static int count_files(void)
-{
-    DIR *d = opendir(tmp_dir);
-    cr_assert_not_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-static const char *write_bytes(const char *name, const void *bytes, size_t n)
-{
-    const char *path = tmp_path(name);
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot create %s", path);
-    if (n) cr_assert_eq(fwrite(bytes, 1, n, f), n);
-    fclose(f);
-    return path;
-}
 
 static unsigned char *read_bytes(const char *path, size_t *n)
 {

@@ -2,6 +2,7 @@
  * tensors, malformed files (generated here into a temporary directory), and
  * out-of-memory paths; plus the JSON reader underneath. */
 #include "testutil.h"
+#include "tmpdir.h"
 
 #include "io/json.h"
 
@@ -12,63 +13,9 @@
 
 /* ---- a temporary directory per test ---- */
 
-static char tmp_dir[256];
-
-static void tmp_setup(void)
-{
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/df_st_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp_dir), "mkdtemp failed");
-    df_clear_error();
-}
-
-static void tmp_teardown(void)
-{
-    df_alloc_fail_after(0);
-    DIR *d = opendir(tmp_dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", tmp_dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(tmp_dir);
-}
+static void tmp_setup(void) { tmp_init("df_st"); }
 
 TestSuite(safetensors, .init = tmp_setup, .fini = tmp_teardown);
-
-static const char *tmp_path(const char *name)
-{
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", tmp_dir, name);
-    return p[k];
-}
-
-static int count_files(void)
-{
-    DIR *d = opendir(tmp_dir);
-    cr_assert_not_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-static const char *write_bytes(const char *name, const void *bytes, size_t n)
-{
-    const char *path = tmp_path(name);
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot create %s", path);
-    if (n) cr_assert_eq(fwrite(bytes, 1, n, f), n);
-    fclose(f);
-    return path;
-}
 
 /* A file whose header length prefix is `hlen`, followed by `header` and
  * `data_len` bytes of data (0, 1, 2, ...). */

@@ -11,6 +11,7 @@
  *   textual-inversion embeddings (files written here with df_safetensors_save);
  * - errors (files named in the message) and out-of-memory paths. */
 #include "testutil.h"
+#include "tmpdir.h"
 
 #include "io/json.h"
 #include "nn/tokenizer.h"
@@ -20,41 +21,9 @@
 
 /* ---- a temporary directory per test ---- */
 
-static char tmp_dir[256];
-
-static void tmp_setup(void)
-{
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/df_tok_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmp_dir), "mkdtemp failed");
-    df_clear_error();
-}
-
-static void tmp_teardown(void)
-{
-    df_alloc_fail_after(0);
-    DIR *d = opendir(tmp_dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", tmp_dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(tmp_dir);
-}
+static void tmp_setup(void) { tmp_init("df_tok"); }
 
 TestSuite(tokenizer, .init = tmp_setup, .fini = tmp_teardown);
-
-static const char *tmp_path(const char *name)
-{
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", tmp_dir, name);
-    return p[k];
-}
 
 static const char *write_text(const char *name, const char *text)
 {
