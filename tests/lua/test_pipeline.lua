@@ -81,6 +81,19 @@ function T.script_help_and_errors()
   assert(not ok, "a missing model fails")
 end
 
+function T.ctrl_c_stops_at_a_step_boundary()
+  local out = os.tmpname()
+  local cmd = string.format("sh -c '%s scripts/txt2img.lua --model %stiny-sd --prompt x --steps 100000 --width 64 " ..
+    "--height 48 -o %s.png > %s 2>&1 & p=$!; sleep 2; kill -INT $p; wait $p'", host, fx, out, out)
+  local ok = os.execute(cmd)
+  local f = assert(io.open(out))
+  local log = f:read("a")
+  f:close()
+  os.remove(out)
+  assert(not ok, "an interrupted run exits with an error")
+  assert(log:find("interrupted at step %d+ of 100000"), log:sub(-300))
+end
+
 function T.readme_documents_the_current_flags()
   local ok = os.execute(host .. " scripts/lib/readme.lua --check README.md")
   assert(ok, "README.md's flag tables differ from the scripts' --help: run make readme")
