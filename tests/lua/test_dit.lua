@@ -11,14 +11,14 @@ local function psnr(a, b)
   return 10 * math.log(255 * 255 / math.max(mse / #v, 1e-10), 10)
 end
 
-function T.dit_pipeline_matches_diffusers()
-  local dit = assert(difusa.load_dit(fx .. "p2/transformer"))
-  local vae = assert(difusa.load(fx .. "p2/vae")).vae
+local function pipeline(device)
+  local dit = assert(difusa.load_dit(fx .. "p2/transformer", { device = device }))
+  local vae = assert(difusa.load(fx .. "p2/vae", { device = device })).vae
   local sigmas = difusa.sigmas(dit, 8, "leading", { steps_offset = 0 })
-  local x = difusa.randn { 2, 4, 16, 16, seed = 0 } * math.sqrt(sigmas[1] ^ 2 + 1)
+  local x = difusa.randn { 2, 4, 16, 16, seed = 0, device = device } * math.sqrt(sigmas[1] ^ 2 + 1)
   local denoise = dit:denoiser { labels = { 1, 7 }, cfg = 4, guide_channels = 4 }
   local latent = difusa.sampler("ddim")(denoise, x, sigmas)
-  local img = vae:decode(latent)
+  local img = vae:decode(latent):to("cpu")
   for i = 1, 2 do
     local want = assert(difusa.image.load(fx .. "pipeline." .. (i - 1) .. ".png"))
     local path = os.tmpname() .. ".png"
@@ -26,9 +26,16 @@ function T.dit_pipeline_matches_diffusers()
     local got = assert(difusa.image.load(path))
     os.remove(path)
     local p = psnr(got, want)
-    print(string.format("  DiT pipeline class %d: PSNR %.1f dB against diffusers", i == 1 and 1 or 7, p))
+    print(string.format("  DiT pipeline on %s, class %d: PSNR %.1f dB against diffusers", device, i == 1 and 1 or 7, p))
     assert(p >= 40, string.format("PSNR %.2f dB < 40", p))
   end
+end
+
+function T.dit_pipeline_matches_diffusers() pipeline("cpu") end
+
+function T.dit_pipeline_matches_diffusers_on_opencl()
+  if #difusa.devices() < 2 then return end -- no OpenCL device here
+  pipeline("opencl")
 end
 
 return T
