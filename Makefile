@@ -189,7 +189,8 @@ bench: deps $(BENCH_BIN)
 # Everything bench/gpu-check.sh needs on a GPU machine that has no packages:
 # the binaries, the fixtures and every shared library but the C library's.
 GPU_BUNDLE = build/gpu-bundle
-gpu-bundle: $(BUILD)/tests/test_opencl $(BUILD)/tests/test_ops_opencl $(BUILD)/bench/bench_ops $(BUILD)/bench/opencl_devices
+gpu-bundle: $(BUILD)/tests/test_opencl $(BUILD)/tests/test_ops_opencl $(BUILD)/tests/test_clip_opencl \
+            $(BUILD)/tests/test_unet_opencl $(BUILD)/tests/test_dit_opencl $(BUILD)/bench/bench_ops $(BUILD)/bench/opencl_devices
 	@rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/bin $(GPU_BUNDLE)/lib
 	cp $^ $(GPU_BUNDLE)/bin/
 	@for b in $^; do ldd $$b | awk '$$3 ~ /^\// {print $$3}'; done | sort -u | \

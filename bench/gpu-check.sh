@@ -44,5 +44,9 @@ echo "== backend consistency (OpenCL vs CPU) on the default device (the first GP
 timeout 150 "$B/bin/test_opencl" --jobs 1 2>&1 | grep -vE '^\[(RUN |PASS)\]' | tail -n 40
 echo "== torch fixtures on OpenCL"
 timeout 90 "$B/bin/test_ops_opencl" --jobs 1 2>&1 | grep -vE '^\[(RUN |PASS)\]' | tail -n 20
+echo "== models on OpenCL: CLIP, UNet, VAE, DiT against transformers / diffusers"
+for t in test_clip_opencl test_unet_opencl test_dit_opencl; do
+    timeout 60 "$B/bin/$t" --jobs 1 --verbose 2>&1 | grep -E 'max rel err|FAIL|Synthesis' | tail -n 30
+done
 echo "== make bench, OpenCL"
 timeout 200 "$B/bin/bench_ops" opencl
