@@ -14,7 +14,7 @@ local spec = {
   { "class", "207,360", "ImageNet classes: indices or names, comma-separated (golden retriever,otter)" },
   { "steps", 50, "sampling steps" },
   { "cfg", 4.0, "guidance scale (1: none)" },
-  { "sampler", "ddim", "sampler name (difusa --list-samplers)" },
+  { "sampler", "ddim", "sampler name (difusa --list-samplers); ddpm uses the learned variance, as DiT's sampler" },
   { "scheduler", "leading", "sigma schedule (leading, karras, ...)" },
   { "seed", 0, "seed of the starting noise" },
   { "rng", "cpu", "noise generator: cpu, cuda, cpu-scalar" },
@@ -53,13 +53,21 @@ for _, l in ipairs(labels) do
   if l >= info.num_classes then error(string.format("--class %d: the model has %d classes", l, info.num_classes), 0) end
 end
 local h = opts.size // 8
-local sigmas = difusa.sigmas(dit, opts.steps, opts.scheduler, { steps_offset = 1 })
-local denoise = dit:denoiser { labels = labels, cfg = opts.cfg, guide_channels = opts.guide_all and info.in_channels or 3 }
+local guide = opts.guide_all and info.in_channels or 3
 local g = difusa.generator(opts.seed, opts.rng)
-local x = difusa.randn { #labels, info.in_channels, h, h, generator = g, device = opts.device } *
-    math.sqrt(sigmas[1] * sigmas[1] + 1)
-local latent = difusa.sampler(opts.sampler)(denoise, x, sigmas, { generator = g,
-  callback = pipeline.progress(#sigmas - 1, "dit") })
+local latent
+if opts.sampler == "ddpm" and info.learn_sigma then
+  -- the original DiT sampler: DDPM with the variance the model learned
+  latent = require("ditddpm").sample(dit, labels, { steps = opts.steps, cfg = opts.cfg, guide_channels = guide,
+    latent = h, generator = g, callback = pipeline.progress(opts.steps, "dit ddpm") }):to(opts.device)
+else
+  local sigmas = difusa.sigmas(dit, opts.steps, opts.scheduler, { steps_offset = 1 })
+  local denoise = dit:denoiser { labels = labels, cfg = opts.cfg, guide_channels = guide }
+  local x = difusa.randn { #labels, info.in_channels, h, h, generator = g, device = opts.device } *
+      math.sqrt(sigmas[1] * sigmas[1] + 1)
+  latent = difusa.sampler(opts.sampler)(denoise, x, sigmas, { generator = g,
+    callback = pipeline.progress(#sigmas - 1, "dit") })
+end
 local img = vae:decode(latent)
 local ok, err = difusa.image.save(difusa.image.grid(img:to("cpu"), math.min(#labels, 4)), opts.output)
 if not ok then error(err, 0) end

@@ -38,4 +38,24 @@ function T.dit_pipeline_matches_diffusers_on_opencl()
   pipeline("opencl")
 end
 
+-- DiT's own DDPM with the learned variance, against the original sampler's
+-- formulas run in torch (tools/gen_dit_ddpm_fixture.py).
+function T.ddpm_with_learned_variance_matches_the_original_sampler()
+  package.path = "scripts/lib/?.lua;" .. package.path
+  local ddpm = require "ditddpm"
+  local ex = assert(difusa.load_tensors(fx .. "ddpm.expected.safetensors"))
+  local dit = assert(difusa.load_dit(fx .. "p4.safetensors", { heads = 2 }))
+  local got = ddpm.sample(dit, { 1, 7 }, { steps = 10, cfg = 4, latent = 16, generator = difusa.generator(0) })
+  local want = ex.final
+  local err = (got - want):table()
+  local ref = want:table()
+  local worst, scale = 0, 0
+  for i = 1, #err do
+    worst = math.max(worst, math.abs(err[i]))
+    scale = math.max(scale, math.abs(ref[i]))
+  end
+  print(string.format("  DiT DDPM (learned variance): max rel err %.3g", worst / scale))
+  assert(worst / scale <= 1e-4, string.format("max rel err %.3g", worst / scale))
+end
+
 return T
