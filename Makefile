@@ -228,6 +228,9 @@ fixtures:
 	tools/.venv/bin/python tools/gen_clip_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_unet_vae_fixtures.py tests/fixtures
 	tools/.venv/bin/python tools/gen_image_fixtures.py tests/fixtures
+	tools/.venv/bin/python tools/gen_pipeline_fixtures.py tests/fixtures
+	tools/.venv/bin/python tools/gen_dit_fixtures.py tests/fixtures
+	tools/.venv/bin/python tools/gen_dit_ddpm_fixture.py tests/fixtures
 
 # core/ must never see Lua, and every header compiles on its own.
 check-layers:
