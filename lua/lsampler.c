@@ -387,6 +387,8 @@ static int sampler_call(lua_State *L)
     p.options = lua_tostring(L, lua_upvalueindex(2));
     run_ctx ctx = {L, 0, LUA_NOREF};
     df_rng *own = NULL;
+    lua_Integer seed = 0;
+    int have_seed = 0;
     if (lua_istable(L, 5)) {
         lua_getfield(L, 5, "callback");
         if (!lua_isnil(L, -1)) {
@@ -398,7 +400,10 @@ static int sampler_call(lua_State *L)
         lua_getfield(L, 5, "generator");
         p.rng = ld_opt_generator(L, -1);
         lua_getfield(L, 5, "seed");
-        if (!p.rng && !lua_isnil(L, -1)) p.rng = own = df_rng_new(DF_RNG_CPU, (uint64_t)luaL_checkinteger(L, -1));
+        if (!lua_isnil(L, -1)) {
+            seed = luaL_checkinteger(L, -1);
+            have_seed = 1;
+        }
         lua_getfield(L, 5, "options");
         if (!lua_isnil(L, -1)) p.options = luaL_checkstring(L, -1);
         lua_getfield(L, 5, "mask");
@@ -408,10 +413,13 @@ static int sampler_call(lua_State *L)
         lua_getfield(L, 5, "noise");
         p.noise = ld_opt_tensor(L, -1);
     }
-    if (!p.rng) p.rng = own = df_rng_new(DF_RNG_CPU, 0);
     p.on_step = on_step;
     p.step_user = &ctx;
-    ltensor *out = ld_tensor_box(L);
+    ltensor *out = ld_tensor_box(L); /* the last thing that can raise before the run */
+    if (!p.rng && !(p.rng = own = df_rng_new(DF_RNG_CPU, have_seed ? (uint64_t)seed : 0))) {
+        release_lua_den(L, &lf);
+        return ld_raise(L, name);
+    }
     int rc = df_tensor_to(x, df_tensor_backend(x), &out->t);
     if (!rc) rc = df_sample(registry(L), name, &p, out->t);
     df_rng_free(own);
