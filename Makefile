@@ -276,6 +276,8 @@ uninstall:
 	rm -rf $(DESTDIR)$(LIBDIR)/difusa/samplers
 	rm -f $(DESTDIR)$(LIBDIR)/libdifusa.a $(DESTDIR)$(LIBDIR)/libdifusa.so $(DESTDIR)$(LIBDIR)/libdifusa.so.0
 	rm -rf $(DESTDIR)$(INCDIR)/difusa $(DESTDIR)$(PKGDIR)/difusa.pc
+	rm -f $(DESTDIR)$(PREFIX)/bin/difusa $(DESTDIR)$(LUA_CMOD_DIR)/difusa.so
+	rm -rf $(DESTDIR)$(PREFIX)/share/difusa
 
 clean:
 	rm -rf build
