@@ -67,6 +67,19 @@ Test(tensor, half_conversion_exact)
         if ((h & 0x7c00) == 0x7c00) continue;
         cr_assert_eq(df_f32_to_f16(df_f16_to_f32((uint16_t)h)), h, "0x%04x", h);
     }
+    /* the bulk conversion (vectorised where the CPU has F16C) agrees bit for bit */
+    static uint16_t all[65536];
+    static float wide[65536];
+    for (uint32_t h = 0; h < 0x10000; h++) all[h] = (uint16_t)h;
+    cr_assert_eq(df_convert_to_f32(DF_F16, all, wide, 65536), DF_OK);
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        float e = df_f16_to_f32((uint16_t)h);
+        uint32_t a, b;
+        memcpy(&a, &wide[h], 4);
+        memcpy(&b, &e, 4);
+        if (isnan(e)) cr_assert(isnan(wide[h]), "0x%04x", h);
+        else cr_assert_eq(a, b, "0x%04x: bulk 0x%08x, scalar 0x%08x", h, a, b);
+    }
     cr_assert_eq(df_f32_to_bf16(1.0f), 0x3f80);
     cr_assert_eq(df_f32_to_bf16(1.0f + ldexpf(1, -8)), 0x3f80); /* tie to even */
     cr_assert_eq(df_f32_to_bf16(1.0f + ldexpf(3, -8)), 0x3f82);
