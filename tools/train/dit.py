@@ -62,7 +62,7 @@ class TimestepEmbedder(nn.Module):
     @staticmethod
     def timestep_embedding(t, dim, max_period=10000):
         half = dim // 2
-        freqs = torch.exp(-math.log(max_period) * torch.arange(start=0, end=half, dtype=torch.float32) / half)
+        freqs = torch.exp(-math.log(max_period) * torch.arange(start=0, end=half, dtype=torch.float32, device=t.device) / half)
         args = t[:, None].float() * freqs[None]
         embedding = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
         if dim % 2:
@@ -232,10 +232,15 @@ class Diffusion:
                 last = a
         return Diffusion(np.array(new_betas), timestep_map=use)
 
-    @staticmethod
-    def _ex(arr, t, shape):
-        out = torch.from_numpy(arr).to(torch.float32)[t]
-        return out.reshape(-1, *([1] * (len(shape) - 1)))
+    _tables = {}
+
+    @classmethod
+    def _ex(cls, arr, t, shape):
+        key = (id(arr), t.device)
+        tab = cls._tables.get(key)
+        if tab is None or tab[0] is not arr:
+            tab = cls._tables[key] = (arr, torch.from_numpy(arr).to(t.device, torch.float32))
+        return tab[1][t].reshape(-1, *([1] * (len(shape) - 1)))
 
     def q_sample(self, x0, t, noise):
         return self._ex(self.sqrt_alphas_cumprod, t, x0.shape) * x0 + \

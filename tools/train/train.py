@@ -22,8 +22,9 @@ import os
 import sys
 import time
 
+THREADS = int(os.environ.get("TRAIN_THREADS", "1"))  # CPU threads (1 = the reproducible CPU run)
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_v] = "1"
+    os.environ[_v] = str(THREADS)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -38,8 +39,10 @@ sys.path.insert(0, TOOLS)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(1)
+torch.set_num_threads(THREADS)
 torch.set_num_interop_threads(1)
+DEV = torch.device("cpu")  # set by --device
+DEADLINE = None  # time.time() after which a training stage stops early (--deadline-s), None: never
 
 import dit as ditmod  # noqa: E402
 import shapes  # noqa: E402
@@ -49,16 +52,20 @@ STAGE_ID = {"vae": 1, "unet": 2, "dit": 3, "eval": 9}
 
 CFG = {
     "seed": SEED,
-    "vae": dict(block_out_channels=[16, 32, 64], layers_per_block=1, norm_num_groups=4, latent_channels=4,
-                batch=16, steps=1500, lr=2e-3, warmup=100, kl_weight=1e-6, logvar_init=-8.0, ckpt_every=100),
+    # rendered once per stage in parallel, then sampled per step (captions re-drawn per step)
+    "pool": dict(unet=200000, dit=100000, chunk=500),
+    "vae": dict(block_out_channels=[32, 64, 64], layers_per_block=1, norm_num_groups=8, latent_channels=4,
+                batch=64, steps=4000, lr=1e-3, warmup=200, kl_weight=1e-6, logvar_init=-8.0, ckpt_every=1000),
     "text": dict(vocab_size=49408, hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
                  max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5, bos_token_id=49406,
                  eos_token_id=49407, pad_token_id=1, projection_dim=64),
-    "unet": dict(block_out_channels=[32, 64, 128], layers_per_block=1, norm_num_groups=8, attention_head_dim=4,
-                 batch=32, steps=2600, lr=1e-3, te_lr=5e-4, warmup=200, p_uncond=0.1, offset_noise=0.1, min_snr=5.0,
-                 ema=0.998, grad_clip=1.0, ckpt_every=100),
+    "unet": dict(block_out_channels=[64, 96, 128], layers_per_block=1, norm_num_groups=8, attention_head_dim=4,
+                 batch=256, steps=6000, lr=1e-3, te_lr=5e-4, warmup=300, p_uncond=0.1, offset_noise=0.1,
+                 weighting="trunc_min_snr", min_snr=5.0, snr_floor=1.0, weight_cap=10.0,
+                 ema=0.999, grad_clip=1.0, ckpt_every=1000),
     "dit": dict(hidden_size=128, depth=6, num_heads=4, patch_size=2, mlp_ratio=4.0, class_dropout_prob=0.1,
-                batch=64, steps=1000, lr=6e-4, warmup=100, ema=0.998, grad_clip=1.0, ckpt_every=100),
+                batch=256, steps=8000, lr=8e-4, warmup=300, weighting="trunc_min_snr", min_snr=5.0, snr_floor=1.0,
+                weight_cap=10.0, ema=0.999, grad_clip=1.0, ckpt_every=1000),
     "sample": dict(steps=20, cfg=5.0, dit_steps=50, dit_cfg=4.0),
 }
 SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -98,9 +105,12 @@ class EMA:
     @torch.no_grad()
     def update(self, model, step):
         d = min(self.decay, (1 + step) / (10 + step))
-        for k, v in model.state_dict().items():
-            if k in self.shadow:
-                self.shadow[k].lerp_(v, 1 - d)
+        sd = model.state_dict()
+        keys = list(self.shadow)
+        torch._foreach_lerp_([self.shadow[k] for k in keys], [sd[k] for k in keys], 1 - d)
+
+    def load(self, shadow):
+        self.shadow = {k: v.to(DEV) for k, v in shadow.items()}
 
     def copy_to(self, model):
         sd = model.state_dict()
@@ -190,24 +200,55 @@ def load_tokenizer():
 
 
 class Tokens:
-    """Caches the token ids of each caption (padded to 77 with <|endoftext|>, as the pipeline does)."""
+    """Token ids of captions, padded to 77 with <|endoftext|> as the pipeline does. The captions are lowercase
+    words and single spaces, and CLIP's BPE works word by word, so a caption's ids are <|startoftext|>, each
+    word's ids (from the tokenizer, cached), <|endoftext|>: the first captions are checked against the whole
+    tokenizer."""
 
     def __init__(self, tok):
-        self.tok, self.cache = tok, {}
+        self.tok, self.words, self.checked = tok, {}, 0
+
+    def ids(self, c):
+        out = [self.tok.bos_token_id]
+        for w in c.split():
+            if w not in self.words:
+                self.words[w] = self.tok(w, add_special_tokens=False).input_ids
+            out += self.words[w]
+        out = (out + [self.tok.eos_token_id] * 77)[:77]
+        if self.checked < 200:
+            self.checked += 1
+            ref = self.tok(c, padding="max_length", max_length=77, truncation=True).input_ids
+            assert out == ref, (c, out, ref)
+        return out
 
     def __call__(self, caps):
-        rows = []
-        for c in caps:
-            if c not in self.cache:
-                self.cache[c] = self.tok(c, padding="max_length", max_length=77, truncation=True,
-                                         return_tensors="pt").input_ids[0]
-            rows.append(self.cache[c])
-        return torch.stack(rows)
+        return torch.tensor([self.ids(c) for c in caps], dtype=torch.long)
 
 
 def sd_alphas_cumprod():
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float32) ** 2
     return torch.cumprod(1.0 - betas, dim=0)
+
+
+def loss_weights(ac, c):
+    """Per-timestep weights of the epsilon MSE. "min_snr": min(snr, g) / snr (Min-SNR-g). "trunc_min_snr": the
+    x0-space weight clamp(snr, floor, g), i.e. clamp(snr, floor, g) / snr on the epsilon MSE, capped at
+    weight_cap and normalised to mean 1 over the 1000 timesteps: at high noise (snr < floor) the x0 error,
+    which is where the layout (where the shape is, what colour) is decided, keeps weight 1 instead of
+    fading with snr as it does under a plain or Min-SNR epsilon loss. "none": 1."""
+    ac = torch.as_tensor(ac, dtype=torch.float64)
+    snr = ac / (1 - ac)
+    kind = c.get("weighting", "min_snr")
+    if kind == "none":
+        w = torch.ones_like(snr)
+    elif kind == "min_snr":
+        w = torch.clamp(snr, max=c["min_snr"]) / snr
+    elif kind == "trunc_min_snr":
+        w = torch.clamp(torch.clamp(snr, min=c["snr_floor"], max=c["min_snr"]) / snr, max=c["weight_cap"])
+        w = w / w.mean()
+    else:
+        raise ValueError(kind)
+    return w.to(torch.float32)
 
 
 def load_final_vae():
@@ -218,9 +259,60 @@ def load_final_vae():
     return vae.eval().requires_grad_(False), ck["scaling_factor"]
 
 
-def encode(vae, x, gen, sf):
-    with torch.no_grad():
-        return vae.encode(torch.from_numpy(x)).latent_dist.sample(generator=gen) * sf
+def _render_chunk(job):
+    kind, k, n = job
+    rng = np.random.default_rng([SEED, 50 + STAGE_ID[kind], k])
+    imgs, ps = [], []
+    for _ in range(n):
+        p = shapes.sample_params(rng, heldout_ok=kind == "dit", n_shapes=1 if kind == "dit" else None)
+        imgs.append(shapes.render(p))
+        ps.append(p)
+    return np.stack(imgs), ps
+
+
+class Pool:
+    """CFG["pool"][kind] scenes rendered once, in parallel (TRAIN_WORKERS processes, default one per CPU), from
+    fixed per-chunk seeds, so the pool is the same whatever the worker count. "unet": the training distribution
+    (held-out combinations excluded; one and two shapes); "dit": one-shape scenes of every class."""
+
+    def __init__(self, kind):
+        n, chunk = CFG["pool"][kind], CFG["pool"]["chunk"]
+        jobs = [(kind, k, min(chunk, n - k * chunk)) for k in range((n + chunk - 1) // chunk)]
+        workers = max(1, min(len(jobs), int(os.environ.get("TRAIN_WORKERS", os.cpu_count() or 1))))
+        t0 = time.time()
+        if workers > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_render_chunk, jobs, chunksize=1)
+        else:
+            parts = [_render_chunk(j) for j in jobs]
+        self.images = np.concatenate([p[0] for p in parts])  # N x 64 x 64 x 3 uint8
+        self.params = [q for p in parts for q in p[1]]
+        self.n = len(self.params)
+        log("[pool] %d %s scenes rendered in %.1f s (%d workers)" % (self.n, kind, time.time() - t0, workers))
+
+    def pixels(self, idx):
+        """float32 B x 3 x 64 x 64 in [-1, 1] on DEV."""
+        x = torch.from_numpy(self.images[idx]).to(DEV).permute(0, 3, 1, 2).float()
+        return x / 127.5 - 1.0
+
+
+@torch.no_grad()
+def encode_pool(vae, pool, bs=500):
+    """The VAE posterior (mean, std) of every pool picture, on DEV."""
+    t0 = time.time()
+    means, stds = [], []
+    for i in range(0, pool.n, bs):
+        d = vae.encode(pool.pixels(np.arange(i, min(pool.n, i + bs)))).latent_dist
+        means.append(d.mean)
+        stds.append(d.std)
+    log("[pool] %d latents in %.1f s" % (pool.n, time.time() - t0))
+    return torch.cat(means), torch.cat(stds)
+
+
+def dev_randn(shape, gen):
+    return torch.randn(shape, generator=gen).to(DEV)
 
 
 # ------------------------------------------------------------------------------------------- loop
@@ -232,6 +324,10 @@ def run_loop(stage, total, ckpt_every, state, step_fn, save_fn, extra_log=None):
     elapsed0 = state.get("elapsed", 0.0)
     step = state["step"]
     while step < total:
+        if DEADLINE is not None and time.time() > DEADLINE:
+            log("[%s] WARNING: deadline reached, stopping at step %d of %d" % (stage, step, total))
+            state["stopped_early"] = step
+            break
         vals = step_fn(step)
         for k, v in vals.items():
             window.setdefault(k, []).append(v)
@@ -241,16 +337,20 @@ def run_loop(stage, total, ckpt_every, state, step_fn, save_fn, extra_log=None):
             rate = (time.time() - last_t) / max(1, step - last_step)
             last_t, last_step = time.time(), step
             eta = (total - step) * rate
-            msg = " ".join("%s %.4f" % (k, np.mean(v)) for k, v in window.items())
-            state.setdefault("history", []).append(dict(step=step, **{k: float(np.mean(v)) for k, v in window.items()}))
+            means = {k: float(torch.stack([torch.as_tensor(x, dtype=torch.float32, device="cpu") if not
+                                           torch.is_tensor(x) else x.detach().float().cpu() for x in v]).mean())
+                     for k, v in window.items()}
+            msg = " ".join("%s %.4f" % kv for kv in means.items())
+            state.setdefault("history", []).append(dict(step=step, **means))
             window = {}
-            log("[%s] %d/%d %s | %.2f s/step, %s elapsed, ETA %s" % (stage, step, total, msg, rate, fmt_time(el),
+            log("[%s] %d/%d %s | %.4f s/step, %s elapsed, ETA %s" % (stage, step, total, msg, rate, fmt_time(el),
                                                                      fmt_time(eta)))
         if step % ckpt_every == 0 or step == total:
             state["step"] = step
             state["elapsed"] = elapsed0 + time.time() - t_run
             save_ckpt(path, save_fn(state))
     state["elapsed"] = elapsed0 + time.time() - t_run
+    state["step"] = step
     return state
 
 
@@ -284,12 +384,14 @@ def stage_vae():
         log("[vae] done (%s, PSNR %.2f dB, scaling factor %.5f)" % (fmt_time(ck["elapsed"]), ck["psnr"],
                                                                    ck["scaling_factor"]))
         return
+    pool = Pool("unet")
     torch.manual_seed(SEED + 11)
     vae = make_vae().train()
     with torch.no_grad():  # start with a near-deterministic posterior (std e^-4): unit-std noise drowns the latents
         L = c["latent_channels"]
         vae.quant_conv.weight[L:].zero_()
         vae.quant_conv.bias[L:].fill_(c["logvar_init"])
+    vae.to(DEV)
     opt = torch.optim.AdamW(vae.parameters(), lr=c["lr"], weight_decay=0.0)
     state = {"step": 0}
     if ck:
@@ -304,10 +406,9 @@ def stage_vae():
     def step_fn(step):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, c["steps"], c["lr"], c["warmup"])
-        x, _, _ = shapes.batch(step_rng("vae", step), c["batch"])
-        x = torch.from_numpy(x)
+        x = pool.pixels(step_rng("vae", step).integers(0, pool.n, c["batch"]))
         post = vae.encode(x).latent_dist
-        z = post.sample(generator=step_gen("vae", step))
+        z = post.mean + post.std * dev_randn(post.mean.shape, step_gen("vae", step))
         rec = vae.decode(z).sample
         l1 = (rec - x).abs().mean()
         l2 = ((rec - x) ** 2).mean()
@@ -316,14 +417,14 @@ def stage_vae():
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"l1": l1.item(), "l2": l2.item(), "kl": kl.item()}
+        return {"l1": l1.detach(), "l2": l2.detach(), "kl": kl.detach()}
 
     def save_fn(st):
         return {"model": vae.state_dict(), "opt": opt.state_dict(), "state": st, "config": CFG}
 
     state = run_loop("vae", c["steps"], c["ckpt_every"], state, step_fn, save_fn)
     # finish: round to f16, measure, set the scaling factor
-    vae.eval()
+    vae.eval().cpu()
     round_f16(vae)
     x = vae_eval_set()
     psnr, psnr_img = psnr_u8(vae, x)
@@ -350,8 +451,10 @@ def stage_unet():
         log("[unet] done (%s)" % fmt_time(ck["elapsed"]))
         return
     vae, sf = load_final_vae()
+    pool = Pool("unet")
+    zmean, zstd = encode_pool(vae.to(DEV), pool)
     tokens = Tokens(load_tokenizer())
-    te, unet = make_text_encoder().train(), make_unet().train()
+    te, unet = make_text_encoder().train().to(DEV), make_unet().train().to(DEV)
     opt = torch.optim.AdamW([{"params": unet.parameters(), "lr": c["lr"], "base": c["lr"]},
                              {"params": te.parameters(), "lr": c["te_lr"], "base": c["te_lr"]}], weight_decay=0.0)
     ema_u, ema_t = EMA(unet, c["ema"]), EMA(te, c["ema"])
@@ -360,29 +463,31 @@ def stage_unet():
         unet.load_state_dict(ck["unet"])
         te.load_state_dict(ck["te"])
         opt.load_state_dict(ck["opt"])
-        ema_u.shadow, ema_t.shadow = ck["ema_unet"], ck["ema_te"]
+        ema_u.load(ck["ema_unet"])
+        ema_t.load(ck["ema_te"])
         state = ck["state"]
         log("[unet] resuming at step %d" % state["step"])
     else:
         log("[unet] UNet %.3fM + text encoder %.3fM parameters, %d steps of %d, scaling factor %.5g" % (
             sum(p.numel() for p in unet.parameters()) / 1e6, sum(p.numel() for p in te.parameters()) / 1e6,
             c["steps"], c["batch"], sf))
-    ac = sd_alphas_cumprod()
-    snr = ac / (1 - ac)
-    weight = torch.clamp(snr, max=c["min_snr"]) / snr
+    ac = sd_alphas_cumprod().to(DEV)
+    weight = loss_weights(ac.cpu(), c).to(DEV)
     params = list(unet.parameters()) + list(te.parameters())
 
     def step_fn(step):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, c["steps"], g["base"], c["warmup"])
         rng, gen = step_rng("unet", step), step_gen("unet", step)
-        x, caps, _ = shapes.batch(rng, c["batch"])
+        idx = rng.integers(0, pool.n, c["batch"])
+        caps = [shapes.caption(pool.params[i], rng) for i in idx]
         caps = ["" if rng.random() < c["p_uncond"] else s for s in caps]
-        ids = tokens(caps)
-        z = encode(vae, x, gen, sf)
+        ids = tokens(caps).to(DEV)
+        ti = torch.from_numpy(idx).to(DEV)
+        z = (zmean[ti] + zstd[ti] * dev_randn(zmean[ti].shape, gen)) * sf
         B = z.shape[0]
-        noise = torch.randn(z.shape, generator=gen) + c["offset_noise"] * torch.randn((B, 4, 1, 1), generator=gen)
-        t = torch.randint(0, 1000, (B,), generator=gen)
+        noise = dev_randn(z.shape, gen) + c["offset_noise"] * dev_randn((B, 4, 1, 1), gen)
+        t = torch.randint(0, 1000, (B,), generator=gen).to(DEV)
         a = ac[t].view(B, 1, 1, 1)
         zt = a.sqrt() * z + (1 - a).sqrt() * noise
         enc = te(ids)[0]
@@ -395,7 +500,7 @@ def stage_unet():
         opt.step()
         ema_u.update(unet, step)
         ema_t.update(te, step)
-        return {"loss": loss.item(), "mse": per.mean().item(), "gnorm": float(gn)}
+        return {"loss": loss.detach(), "mse": per.mean().detach(), "gnorm": gn.detach()}
 
     def save_fn(st):
         return {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(), "ema_unet": ema_u.shadow,
@@ -418,7 +523,11 @@ def stage_dit():
         log("[dit] done (%s)" % fmt_time(ck["elapsed"]))
         return
     vae, sf = load_final_vae()
-    model = make_dit().train()
+    pool = Pool("dit")
+    zmean, zstd = encode_pool(vae.to(DEV), pool)
+    labels = torch.tensor([shapes.class_index(p["objs"][0]["shape"], p["objs"][0]["colour"]) for p in pool.params],
+                          device=DEV)
+    model = make_dit().train().to(DEV)
     diff = ditmod.Diffusion.linear()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=c["lr"], weight_decay=0.0)
     ema = EMA(model, c["ema"])
@@ -426,7 +535,7 @@ def stage_dit():
     if ck:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
-        ema.shadow = ck["ema"]
+        ema.load(ck["ema"])
         state = ck["state"]
         log("[dit] resuming at step %d" % state["step"])
     else:
@@ -434,27 +543,28 @@ def stage_dit():
             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, len(shapes.CLASSES), c["steps"],
             c["batch"]))
     params = [p for p in model.parameters() if p.requires_grad]
+    weight = loss_weights(diff.alphas_cumprod, c).to(DEV)
 
     def step_fn(step):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, c["steps"], c["lr"], c["warmup"])
         rng, gen = step_rng("dit", step), step_gen("dit", step)
-        x, y = shapes.class_batch(rng, c["batch"])
-        z = encode(vae, x, gen, sf)
+        ti = torch.from_numpy(rng.integers(0, pool.n, c["batch"])).to(DEV)
+        z = (zmean[ti] + zstd[ti] * dev_randn(zmean[ti].shape, gen)) * sf
         B = z.shape[0]
-        t = torch.randint(0, 1000, (B,), generator=gen)
-        noise = torch.randn(z.shape, generator=gen)
+        t = torch.randint(0, 1000, (B,), generator=gen).to(DEV)
+        noise = dev_randn(z.shape, gen)
         zt = diff.q_sample(z, t, noise)
-        drop = torch.rand(B, generator=gen) < c["class_dropout_prob"]
-        out = model(zt, t, torch.from_numpy(y), drop)
-        loss, mse, vb = diff.training_losses(out, z, zt, t, noise)
-        loss = loss.mean()
+        drop = (torch.rand(B, generator=gen) < c["class_dropout_prob"]).to(DEV)
+        out = model(zt, t, labels[ti], drop)
+        _, mse, vb = diff.training_losses(out, z, zt, t, noise)
+        loss = (weight[t] * mse + vb).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, c["grad_clip"])
         opt.step()
         ema.update(model, step)
-        return {"loss": loss.item(), "mse": mse.mean().item(), "vb": vb.mean().item(), "gnorm": float(gn)}
+        return {"loss": loss.detach(), "mse": mse.mean().detach(), "vb": vb.mean().detach(), "gnorm": gn.detach()}
 
     def save_fn(st):
         return {"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "state": st, "config": CFG}
@@ -871,8 +981,23 @@ def main():
     ap.add_argument("--out", default=None, help="model folder (default models/tiny-shapes)")
     ap.add_argument("--samples", default=None, help="samples folder (default tools/train/samples)")
     ap.add_argument("--steps", default=None, help="override steps, e.g. vae=200,unet=300,dit=100 (pilot runs)")
+    ap.add_argument("--pool", default=None, help="override pool sizes, e.g. unet=2000,dit=1000 (pilot runs)")
+    ap.add_argument("--device", default="auto", help="torch device for the training stages (auto: cuda if any)")
+    ap.add_argument("--deadline-s", type=float, default=None,
+                    help="a training stage stops (and is finished as it is) this many seconds after the start")
     a = ap.parse_args()
-    global CKPT, OUT, SAMPLES
+    global CKPT, OUT, SAMPLES, DEV, DEADLINE
+    DEV = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    if DEV.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    if a.deadline_s is not None:
+        DEADLINE = time.time() + a.deadline_s
+    if a.pool:
+        for kv in a.pool.split(","):
+            k, v = kv.split("=")
+            CFG["pool"][k] = int(v)
     CKPT = a.ckpt or CKPT
     OUT = a.out or OUT
     SAMPLES = a.samples or SAMPLES
@@ -884,8 +1009,9 @@ def main():
     import gen_tokenizer_fixtures as gt
 
     gt.check_reference_env()
-    log("stage %s, torch %s, %d thread(s), seed %d, ckpt %s" % (a.stage, torch.__version__, torch.get_num_threads(),
-                                                               SEED, CKPT))
+    log("stage %s, torch %s, %s, %d thread(s), seed %d, ckpt %s" % (
+        a.stage, torch.__version__, torch.cuda.get_device_name(DEV) if DEV.type == "cuda" else "cpu",
+        torch.get_num_threads(), SEED, CKPT))
     t0 = time.time()
     stages = {"vae": [stage_vae], "unet": [stage_unet], "dit": [stage_dit], "export": [stage_export],
               "samples": [stage_samples], "all": [stage_vae, stage_unet, stage_dit, stage_export, stage_samples],
