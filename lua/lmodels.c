@@ -119,8 +119,15 @@ static int l_load(lua_State *L)
         lua_setfield(L, -2, "latent_channels");
     }
     if (b->unet) {
-        lua_pushinteger(L, df_unet_get_config(b->unet)->in_channels);
+        const df_unet_config *uc = df_unet_get_config(b->unet);
+        lua_pushinteger(L, uc->in_channels);
         lua_setfield(L, -2, "unet_channels");
+        /* the picture size it was trained at: the UNet config's sample_size in pixels, else the family's */
+        int size = !strcmp(b->family_name, "sdxl") ? 1024 : !strcmp(b->family_name, "sd2") &&
+                   !strcmp(b->prediction, "v_prediction") ? 768 : 512;
+        if (uc->sample_size > 0 && b->vae) size = uc->sample_size << (df_vae_get_config(b->vae)->levels - 1);
+        lua_pushinteger(L, size);
+        lua_setfield(L, -2, "size");
     }
     lua_pushstring(L, be->name);
     lua_setfield(L, -2, "device");

@@ -96,6 +96,40 @@ static int alias_names(df_weights *w, int *diffusers)
 }
 
 /* The DiT sizes' head counts by hidden width (S, B, L, XL). */
+/* The head count from the folder's config.json (diffusers: num_attention_heads) or, for a single file
+   X.safetensors, from an X.json beside it (DiT's own argument name num_heads, or num_attention_heads); 0 when
+   neither says. */
+static int config_heads(const df_weights *w)
+{
+    char *side = NULL;
+    const char *cfg = df_weights_config(w);
+    const char *path = df_weights_path(w);
+    size_t n = strlen(path);
+    if (!cfg && n > 12 && !strcmp(path + n - 12, ".safetensors")) {
+        char *jp = df_malloc(n);
+        if (jp) {
+            memcpy(jp, path, n - 12);
+            memcpy(jp + n - 12, ".json", 6);
+            cfg = side = df_read_text_file(jp, 1 << 20);
+            df_free(jp);
+        }
+    }
+    int heads = 0;
+    df_json *root = NULL;
+    if (cfg && df_json_parse(cfg, strlen(cfg), &root) == DF_OK) {
+        const char *keys[] = {"num_attention_heads", "num_heads"};
+        for (int i = 0; i < 2 && !heads; i++) {
+            const df_json *h = df_json_get(root, keys[i]);
+            double d;
+            if (h && h->type == DF_JSON_NUMBER && df_json_double(h, &d) == DF_OK && d >= 1 && d <= 4096) heads = (int)d;
+        }
+    }
+    df_json_free(root);
+    df_free(side);
+    df_clear_error();
+    return heads;
+}
+
 static int default_heads(int hidden)
 {
     switch (hidden) {
@@ -135,15 +169,7 @@ int df_dit_load(df_weights *w, df_backend *be, const df_dit_load_params *p, df_d
     c->mlp_eps = diffusers ? 1e-5f : 1e-6f;
     while (df_weights_findf(w, NS "blocks.%d.adaLN_modulation.1.weight", c->depth)) c->depth++;
     c->heads = p->heads;
-    const char *cfg = df_weights_config(w);
-    df_json *root = NULL;
-    if (!c->heads && cfg && df_json_parse(cfg, strlen(cfg), &root) == DF_OK) {
-        const df_json *h = df_json_get(root, "num_attention_heads");
-        double d;
-        if (h && h->type == DF_JSON_NUMBER && df_json_double(h, &d) == DF_OK) c->heads = (int)d;
-    }
-    df_json_free(root);
-    df_clear_error();
+    if (!c->heads) c->heads = config_heads(w);
     if (!c->heads) c->heads = default_heads(c->hidden);
     if (!c->depth || c->hidden % c->heads) {
         rc = df_error(DF_EFORMAT, "%s: DiT with %d blocks and width %d does not split into %d heads", df_weights_path(w),

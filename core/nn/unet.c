@@ -161,6 +161,7 @@ static int apply_config(df_unet_config *c, const char *text, const char *what)
     v = df_json_get(root, "freq_shift");
     if (v && v->type == DF_JSON_NUMBER && df_json_double(v, &d) == DF_OK) c->freq_shift = (float)d;
     json_int(df_json_get(root, "addition_time_embed_dim"), &c->addition_time_embed_dim);
+    json_int(df_json_get(root, "sample_size"), &c->sample_size);
     df_json_free(root);
     return DF_OK;
 }

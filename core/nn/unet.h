@@ -26,6 +26,7 @@ typedef struct df_unet_config {
     int time_embed_dim;                  /* 4 x channels[0] */
     int adm_in;                          /* SDXL's text_time embedding input (2816), 0 without */
     int addition_time_embed_dim;         /* per size/crop value (256) */
+    int sample_size;                     /* the latent size it was trained at (config.json), 0: not said */
 } df_unet_config;
 
 typedef struct df_unet df_unet;

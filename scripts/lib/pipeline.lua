@@ -16,8 +16,8 @@ M.common_options = {
   { "scheduler", "leading", "sigma schedule: leading (diffusers' default), karras, exponential, normal, simple, ..." },
   { "seed", 42, "seed of the starting noise" },
   { "rng", "cpu", "noise generator: cpu (torch CPU), cuda (torch CUDA / A1111 NV), cpu-scalar" },
-  { "width", 512, "image width in pixels" },
-  { "height", 512, "image height in pixels" },
+  { "width", 0, "image width in pixels (0: the model's own size, 512 for SD1)" },
+  { "height", 0, "image height in pixels (0: the model's own size)" },
   { "batch", 1, "images to make (seeds seed, seed+1, ...)" },
   { "clip_skip", 1, "skip the last N-1 text-encoder layers (A1111's Clip skip)" },
   { "vae", nil, "a VAE file or folder replacing the model's" },
@@ -42,6 +42,8 @@ function M.load(opts)
   if not (model.clip and model.unet and model.vae) then
     error(opts.model .. ": needs a text encoder, a UNet and a VAE", 0)
   end
+  if opts.width == 0 then opts.width = model.size end
+  if opts.height == 0 then opts.height = model.size end
   io.stderr:write(string.format("%s: %s model, %s prediction, on %s\n", opts.model, model.family, model.prediction,
     model.device))
   return model

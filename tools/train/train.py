@@ -631,6 +631,7 @@ def dit_config(sf):
                       "prediction_type": "epsilon", "variance_type": "learned_range",
                       "timestep_input": "the integer training timestep 0..999 (DiT's t_embedder, no rescaling)"},
         "vae": "../vae", "latent_scaling_factor": sf, "image_size": 64, "latent_size": 16,
+        "guide_channels": 4,
         "sampling": {"cfg_scale": CFG["sample"]["dit_cfg"], "respaced_steps": CFG["sample"]["dit_steps"],
                      "note": "DiT's sample.py: p_sample_loop on the respaced diffusion, guidance on the epsilon half, "
                              "the variance from the conditional half"},
