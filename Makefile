@@ -70,7 +70,7 @@ TEST_PLUGINS    = good bad_abi no_entry init_fail dup_name small_desc bad_sample
 TEST_PLUGIN_SO  = $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
 
 .PHONY: readme install-lua check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
-.PHONY: install-samplers
+.PHONY: install-samplers demo demo-grid
 
 all: $(LIB_A) $(LIB_SO)
 all: $(SAMPLER_SO) $(HOST) $(LUA_MODULE)
@@ -211,6 +211,19 @@ check-full: deps $(CHECK_BIN)
 	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
 	@test -f build/check-full/dit_xl2/expected.safetensors || tools/.venv/bin/python tools/gen_full_checks.py build/check-full
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} sh tests/run.sh $(CHECK_BIN)
+
+# The README's first command: a picture from the project's own default model (models/tiny-shapes) with
+# scripts/txt2img.lua, then a grid of four more prompts.
+DEMO_PROMPT ?= a small red circle at the top on a blue background
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@$(HOST) scripts/txt2img.lua --model models/tiny-shapes --prompt "$(DEMO_PROMPT)" --cfg 3 --seed 1 \
+	  -o $(BUILD)/demo.png
+	@$(HOST) scripts/demo.lua models/tiny-shapes $(BUILD)/demo-grid.png
+
+# The README's picture of the default model (committed): eight prompts, four seeds each.
+demo-grid: all
+	$(HOST) scripts/demo.lua models/tiny-shapes docs/demo-grid.png 4 readme
 
 # The scripts' flag tables in README.md, from their own --help.
 readme: $(HOST)

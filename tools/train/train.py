@@ -1,5 +1,6 @@
 """Trains models/tiny-shapes (a tiny Stable Diffusion 1.x folder and a tiny class-conditional DiT) on the
-procedural shapes dataset (tools/train/shapes.py), on one CPU thread, reproducibly from a seed.
+procedural shapes dataset (tools/train/shapes.py), on a GPU (--device cuda, the default when there is one)
+or a CPU, from fixed seeds.
 
 Stages (each resumes from its checkpoint in tools/train/ckpt/ and is skipped once done):
   vae      AutoencoderKL 64 x 64 x 3 -> 4 x 16 x 16, L1 + L2 + a small KL; then its weights are rounded to
@@ -11,9 +12,9 @@ Stages (each resumes from its checkpoint in tools/train/ckpt/ and is skipped onc
   all      every stage in order
   preview  a quick grid from the newest UNet / DiT checkpoint (monitoring; writes tools/train/samples/preview*.png)
 
-Run (background, as in tools/train/README.md):
-  OMP_NUM_THREADS=1 nohup tools/.venv/bin/python tools/train/train.py all >> tools/train/train.log 2>&1 &
-The same command resumes after an interruption.
+The shipped model: tools/train/gpu-train.sh (step counts sized to a time budget). On a CPU, in the background:
+  TRAIN_THREADS=2 nohup tools/.venv/bin/python tools/train/train.py all >> tools/train/train.log 2>&1 &
+The same command resumes after an interruption (tools/train/README.md has the details and timings).
 """
 import argparse
 import json
@@ -704,13 +705,16 @@ def write_model_card(te, unet, vae, dmodel, sf):
     text = """# tiny-shapes
 
 A tiny Stable Diffusion 1.x model in diffusers layout (text encoder, tokenizer, UNet, VAE, scheduler) and a tiny
-class-conditional DiT in the original DiT checkpoint layout, trained from scratch on one CPU thread on a
-procedural dataset of 64 x 64 pictures of simple shapes (`tools/train/shapes.py`). Written by
+class-conditional DiT in the original DiT checkpoint layout, trained from scratch (on one GPU, within a
+fixed time budget: `tools/train/gpu-train.sh`) on a procedural dataset of 64 x 64 pictures of simple shapes
+(`tools/train/shapes.py`). Written by
 `tools/train/train.py export` (seed {seed}); how it was trained, the exact commands and the timings are in
 `tools/train/README.md`, sample grids and prompt-adherence numbers in `tools/train/samples/`.
 
 It is a test and demo model: it loads through exactly the code paths of a real SD1.x folder (and
-`StableDiffusionPipeline.from_pretrained`), at 64 x 64 pixels (16 x 16 latents).
+`StableDiffusionPipeline.from_pretrained`), at 64 x 64 pixels (16 x 16 latents). Use a low guidance scale
+(CFG 2 to 3 from noise, 5 for img2img): it follows colours, backgrounds and positions well but draws most
+shapes as rounded blobs (see `tools/train/README.md` for the measured adherence).
 
 ## Prompts
 
