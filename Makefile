@@ -8,6 +8,7 @@ DESTDIR  ?=
 LIBDIR   ?= $(PREFIX)/lib
 INCDIR   ?= $(PREFIX)/include
 PKGDIR   ?= $(LIBDIR)/pkgconfig
+MANDIR   ?= $(PREFIX)/share/man
 
 CC       ?= cc
 # The CPU kernels are written to be auto-vectorised; override ARCH for a
@@ -29,7 +30,7 @@ LDLIBS_CORE   = $(BLAS_LIBS) -lclblast -lOpenCL -lstb -fopenmp -lm -lpthread
 TEST_LIBS     = -lcriterion
 
 DEBIAN_PKGS = build-essential pkg-config liblua5.4-dev lua5.4 ocl-icd-opencl-dev opencl-headers \
-              pocl-opencl-icd libclblast-dev libstb-dev libcriterion-dev libopenblas-openmp-dev
+              pocl-opencl-icd libclblast-dev libstb-dev libcriterion-dev libopenblas-openmp-dev luarocks
 
 CORE_SRC  = $(sort $(wildcard core/*.c core/*/*.c))
 # The plugin loader and host (plugins/) are part of the core library.
@@ -70,7 +71,7 @@ TEST_PLUGINS    = good bad_abi no_entry init_fail dup_name small_desc bad_sample
 TEST_PLUGIN_SO  = $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
 
 .PHONY: readme install-lua check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
-.PHONY: install-samplers demo demo-grid
+.PHONY: install-samplers demo demo-grid install-rock
 
 all: $(LIB_A) $(LIB_SO)
 all: $(SAMPLER_SO) $(HOST) $(LUA_MODULE)
@@ -173,7 +174,7 @@ $(filter $(BUILD)/tests/test_sampler% $(BUILD)/tests/test_plugin%,$(TEST_BIN)): 
 test: deps
 	@$(MAKE) --no-print-directory check-layers $(TEST_BIN) $(HOST) $(LUA_MODULE)
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} DIFUSA_REQUIRE_OPENCL=$${DIFUSA_REQUIRE_OPENCL:-$${CI:+1}} \
-	  sh tests/run.sh $(TEST_BIN) $(HOST)
+	  sh tests/run.sh $(TEST_BIN) $(HOST) tests/install_test.sh
 
 asan-test: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -276,6 +277,25 @@ install-lua: $(HOST) $(LUA_MODULE)
 	install -m 644 scripts/lib/*.lua $(DESTDIR)$(PREFIX)/share/difusa/scripts/lib/
 	install -d $(DESTDIR)$(PREFIX)/share/difusa/data/imagenet
 	install -m 644 data/imagenet/* $(DESTDIR)$(PREFIX)/share/difusa/data/imagenet/
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 644 man/difusa.1 $(DESTDIR)$(MANDIR)/man1/
+
+# LuaRocks (difusa-scm-1.rockspec, build type "make": `luarocks make` builds with `make`, then runs this with
+# the rock's folders, which it deploys to the tree): the module on the tree's cpath with the sampler plugins
+# beside it (difusa/samplers, where the module and the host look in a rock tree), the scripts under the
+# tree's Lua folder, the host in its bin.
+INST_LIBDIR ?= $(LUA_CMOD_DIR)
+INST_LUADIR ?= $(PREFIX)/share/lua/5.4
+INST_BINDIR ?= $(PREFIX)/bin
+install-rock: $(LUA_MODULE) $(SAMPLER_SO) $(HOST)
+	install -d $(INST_LIBDIR)/difusa/samplers $(INST_BINDIR) \
+	  $(INST_LUADIR)/difusa/scripts/lib $(INST_LUADIR)/difusa/data/imagenet
+	install -m 755 $(LUA_MODULE) $(INST_LIBDIR)/difusa.so
+	install -m 755 $(SAMPLER_SO) $(INST_LIBDIR)/difusa/samplers/
+	install -m 755 $(HOST) $(INST_BINDIR)/difusa
+	install -m 644 scripts/*.lua $(INST_LUADIR)/difusa/scripts/
+	install -m 644 scripts/lib/*.lua $(INST_LUADIR)/difusa/scripts/lib/
+	install -m 644 data/imagenet/* $(INST_LUADIR)/difusa/data/imagenet/
 
 # The sampler plugins, the plugin ABI header (all an out-of-tree plugin needs),
 # the registry and the schedules.
@@ -291,6 +311,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(INCDIR)/difusa $(DESTDIR)$(PKGDIR)/difusa.pc
 	rm -f $(DESTDIR)$(PREFIX)/bin/difusa $(DESTDIR)$(LUA_CMOD_DIR)/difusa.so
 	rm -rf $(DESTDIR)$(PREFIX)/share/difusa
+	rm -f $(DESTDIR)$(MANDIR)/man1/difusa.1
 
 clean:
 	rm -rf build

@@ -174,7 +174,8 @@ static int reg_gc(lua_State *L)
 
 /* Loaded by the stock interpreter, the executable is lua5.4's: look for the
  * samplers relative to this module instead (build/<flavour>/lua/difusa.so ->
- * build/<flavour>/samplers; <libdir>/lua/5.4/difusa.so -> <libdir>/difusa/samplers). */
+ * build/<flavour>/samplers; <libdir>/lua/5.4/difusa.so -> <libdir>/difusa/samplers; in a LuaRocks tree
+ * <tree>/lib/lua/5.4/difusa.so -> <tree>/lib/lua/5.4/difusa/samplers). */
 static void load_beside_module(df_registry *reg)
 {
     Dl_info info;
@@ -184,8 +185,8 @@ static void load_beside_module(df_registry *reg)
     char *slash = strrchr(dir, '/');
     if (!slash) return;
     *slash = '\0';
-    const char *rel[] = {"/../samplers", "/../../difusa/samplers"};
-    for (int i = 0; i < 2; i++) {
+    const char *rel[] = {"/../samplers", "/../../difusa/samplers", "/difusa/samplers"};
+    for (int i = 0; i < 3; i++) {
         char path[4200];
         struct stat st;
         snprintf(path, sizeof path, "%s%s", dir, rel[i]);

@@ -386,8 +386,10 @@ int df_registry_default_dir(char *buf, size_t size)
         exe[n] = '\0';
         char *slash = strrchr(exe, '/');
         if (slash) *slash = '\0';
-        const char *rel[] = {"samplers", "../samplers", "../lib/difusa/samplers"};
-        for (int i = 0; i < 3; i++) {
+        /* build tree; make install (<prefix>/bin -> <prefix>/lib/difusa); a LuaRocks tree (<tree>/bin ->
+         * <tree>/lib/lua/5.4/difusa, beside the Lua module) */
+        const char *rel[] = {"samplers", "../samplers", "../lib/difusa/samplers", "../lib/lua/5.4/difusa/samplers"};
+        for (int i = 0; i < 4; i++) {
             if (snprintf(cand, sizeof cand, "%s/%s", exe, rel[i]) >= (int)sizeof cand) continue;
             char res[PATH_MAX];
             if (is_dir(cand) && realpath(cand, res)) {

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Runs each Criterion test binary given, shows its output, and ends with one
-# line over all of them: "N passed, N failed".
+# Runs each Criterion test binary given (the difusa host: the Lua tests; a .sh: a shell test), shows its
+# output, and ends with one line over all of them: "N passed, N failed".
 passed=0; failed=0; status=0
 for t in "$@"; do
     case "$t" in
@@ -10,6 +10,16 @@ for t in "$@"; do
         line=$(printf '%s\n' "$out" | grep '^lua: [0-9]* passed, [0-9]* failed' | tail -n 1)
         if [ -z "$line" ]; then echo "$t: the Lua tests printed no summary (exit $rc)"; failed=$((failed + 1)); status=1; continue; fi
         p=$(printf '%s' "$line" | sed -n 's/^lua: \([0-9]*\) passed.*/\1/p')
+        f=$(printf '%s' "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+        passed=$((passed + p)); failed=$((failed + f))
+        [ "$rc" -ne 0 ] && status=1
+        continue ;;
+    *.sh) # a shell test that ends with "<name>: N passed, N failed"
+        out=$(sh "$t" 2>&1); rc=$?
+        printf '%s\n' "$out"
+        line=$(printf '%s\n' "$out" | grep '^[a-z_]*: [0-9]* passed, [0-9]* failed' | tail -n 1)
+        if [ -z "$line" ]; then echo "$t: printed no summary (exit $rc)"; failed=$((failed + 1)); status=1; continue; fi
+        p=$(printf '%s' "$line" | sed -n 's/^[a-z_]*: \([0-9]*\) passed.*/\1/p')
         f=$(printf '%s' "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
         passed=$((passed + p)); failed=$((failed + f))
         [ "$rc" -ne 0 ] && status=1
