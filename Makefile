@@ -71,7 +71,7 @@ TEST_PLUGINS    = good bad_abi no_entry init_fail dup_name small_desc bad_sample
 TEST_PLUGIN_SO  = $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
 
 .PHONY: readme install-lua check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
-.PHONY: install-samplers demo demo-grid install-rock
+.PHONY: install-samplers demo demo-grid install-rock check-faults
 
 all: $(LIB_A) $(LIB_SO)
 all: $(SAMPLER_SO) $(HOST) $(LUA_MODULE)
@@ -212,6 +212,14 @@ check-full: deps $(CHECK_BIN)
 	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
 	@test -f build/check-full/dit_xl2/expected.safetensors || tools/.venv/bin/python tools/gen_full_checks.py build/check-full
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} sh tests/run.sh $(CHECK_BIN)
+
+# Fault injection over a whole tiny txt2img for every allocation in turn (tests/lua/test_faults.lua, which
+# `make test` runs on 300 of them), under AddressSanitizer and LeakSanitizer: about half an hour.
+check-faults: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  LDLIBS_CORE="$(LDLIBS_CORE) -fsanitize=address,undefined" build/asan/difusa
+	DIFUSA_FAULTS=all ASAN_OPTIONS=detect_leaks=1 build/asan/difusa tests/lua/run.lua tests/lua/test_faults.lua
 
 # The README's first command: a picture from the project's own default model (models/tiny-shapes) with
 # scripts/txt2img.lua, then a grid of four more prompts.

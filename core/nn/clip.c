@@ -313,9 +313,11 @@ static int residual(df_tensor *x, df_tensor *fx, df_tensor **out)
     return rc;
 }
 
-/* One pre-LN block: x + attn(ln1(x)), then + mlp(ln2(x)). Takes x. */
+/* One pre-LN block: x + attn(ln1(x)), then + mlp(ln2(x)). Takes x (freed on failure too); *out may be the
+ * caller's x, so it is cleared first: on failure it is NULL. */
 static int block(const df_clip *m, const clip_layer *l, df_tensor *x, df_tensor **out)
 {
+    *out = NULL;
     const df_clip_config *c = &m->cfg;
     df_tensor *h = NULL, *q = NULL, *k = NULL, *v = NULL, *a = NULL, *o = NULL, *f = NULL;
     int rc = df_layer_norm(x, l->ln1_w, l->ln1_b, c->eps, &h);
