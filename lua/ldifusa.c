@@ -116,7 +116,19 @@ static int l_isatty(lua_State *L)
     return 1;
 }
 
+/* difusa._fail_alloc_after(n) -> allocations made since the last call. For tests: the Nth library allocation
+ * from now on (1-based) and every later one fail, as out of memory; 0 turns it off. Lua's own memory is not
+ * affected, so a script can report the failure and go on. */
+static int l_fail_alloc_after(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 0, 1, "must be 0 or more");
+    lua_pushinteger(L, (lua_Integer)df_alloc_fail_after((long)n));
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
+    {"_fail_alloc_after", l_fail_alloc_after},
     {"isatty", l_isatty},
     {"clock", l_clock},
     {"device", l_device},
