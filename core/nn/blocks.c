@@ -26,6 +26,12 @@ df_tensor *nn_get(nn_loader *L, int optional, const char *fmt, ...)
         if (!optional) L->rc = df_error(DF_ENOTFOUND, "%s: tensor '%s' missing", df_weights_path(L->w), name);
         return NULL;
     }
+    const df_st_info *info = df_weights_find(L->w, name);
+    if (info->dtype != DF_F32 && info->dtype != DF_F16 && info->dtype != DF_BF16) {
+        L->rc = df_error(DF_EDTYPE, "%s: tensor '%s' is %s, not a float type (F32, F16, BF16)", df_weights_path(L->w),
+                         name, df_dtype_name(info->dtype));
+        return NULL;
+    }
     df_tensor *t = NULL;
     L->rc = df_weights_get(L->w, name, L->be, 0, &t);
     return t;
