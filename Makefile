@@ -71,7 +71,7 @@ TEST_PLUGINS    = good bad_abi no_entry init_fail dup_name small_desc bad_sample
 TEST_PLUGIN_SO  = $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
 
 .PHONY: readme install-lua check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
-.PHONY: install-samplers demo demo-grid install-rock check-faults
+.PHONY: install-samplers demo demo-grid install-rock check-faults longrun
 
 all: $(LIB_A) $(LIB_SO)
 all: $(SAMPLER_SO) $(HOST) $(LUA_MODULE)
@@ -220,6 +220,11 @@ check-faults: deps
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  LDLIBS_CORE="$(LDLIBS_CORE) -fsanitize=address,undefined" build/asan/difusa
 	DIFUSA_FAULTS=all ASAN_OPTIONS=detect_leaks=1 build/asan/difusa tests/lua/run.lua tests/lua/test_faults.lua
+
+# Long-run stability: 200 generations with the default model in one process (RSS after each, to
+# build/longrun-rss.csv) and a 10 000-step run against its exact end point (bench/longrun.lua).
+longrun: all
+	$(HOST) bench/longrun.lua models/tiny-shapes $(BUILD)/longrun-rss.csv 200
 
 # The README's first command: a picture from the project's own default model (models/tiny-shapes) with
 # scripts/txt2img.lua, then a grid of four more prompts.

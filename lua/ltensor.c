@@ -17,10 +17,20 @@ ltensor *ld_tensor_box(lua_State *L)
     return b;
 }
 
+/* Lua sees only the small box, not the tensor's memory: without help its collector would let a loop of
+ * temporaries (a denoiser written in Lua, say) pile up hundreds of MB before running. Each new tensor
+ * advances the collector as an allocation of its size would. */
+static void account(lua_State *L, const df_tensor *t)
+{
+    int64_t kib = df_tensor_numel(t) * (int64_t)df_dtype_size(t->dtype) / 1024;
+    if (kib > 0) lua_gc(L, LUA_GCSTEP, (int)(kib < (1 << 20) ? kib : (1 << 20)));
+}
+
 void ld_push_tensor(lua_State *L, df_tensor *t)
 {
     ltensor *b = ld_tensor_box(L);
     b->t = t;
+    if (t) account(L, t);
 }
 
 df_tensor *ld_check_tensor(lua_State *L, int idx)
