@@ -71,7 +71,7 @@ TEST_PLUGINS    = good bad_abi no_entry init_fail dup_name small_desc bad_sample
 TEST_PLUGIN_SO  = $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
 
 .PHONY: readme install-lua check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
-.PHONY: install-samplers demo demo-grid install-rock check-faults longrun
+.PHONY: install-samplers demo demo-grid install-rock check-faults longrun tsan-test
 
 all: $(LIB_A) $(LIB_SO)
 all: $(SAMPLER_SO) $(HOST) $(LUA_MODULE)
@@ -141,6 +141,12 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h tests/tmpdir.h $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -I tests -MMD -MP $< -o $@ $(LIB_A) $(TEST_LIBS) $(LDLIBS_CORE)
 
+# The thread test runs Lua states: it links the Lua binding too.
+$(BUILD)/tests/test_threads: tests/test_threads.c $(LIB_A) $(LUA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(LUA_CFLAGS) -I tests -MMD -MP $< -o $@ $(LUA_OBJ) $(LIB_A) $(TEST_LIBS) $(LUA_LIBS) \
+	  $(LDLIBS_CORE) -ldl
+
 $(BUILD)/bench/%: bench/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -MMD -MP $< -o $@ $(LIB_A) $(LDLIBS_CORE)
@@ -164,6 +170,7 @@ $(BUILD)/tests/examples/%.so: examples/sampler_plugin/%.c $(BUILD)/plugin-sdk/di
 	$(CC) -std=c11 -Wall -Wextra -O2 $(EXTRA_CFLAGS) -fPIC -I $(BUILD)/plugin-sdk $< -o $@ $(PLUGIN_LDFLAGS)
 
 # The sampler and plugin tests load the built plugins (found next to the binary).
+$(BUILD)/tests/test_threads: $(SAMPLER_SO)
 $(filter $(BUILD)/tests/test_sampler% $(BUILD)/tests/test_plugin%,$(TEST_BIN)): $(SAMPLER_SO) $(TEST_PLUGIN_SO) \
   $(BUILD)/tests/examples/example_midpoint.so
 
@@ -212,6 +219,15 @@ check-full: deps $(CHECK_BIN)
 	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
 	@test -f build/check-full/dit_xl2/expected.safetensors || tools/.venv/bin/python tools/gen_full_checks.py build/check-full
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} sh tests/run.sh $(CHECK_BIN)
+
+# The thread test under ThreadSanitizer, in build/tsan. One OpenMP thread per team: libgomp itself is not
+# built for ThreadSanitizer, so its own synchronisation would be reported; the two Lua states still run on
+# two threads at once.
+tsan-test: deps
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  LDLIBS_CORE="$(LDLIBS_CORE) -fsanitize=thread" \
+	  EXTRA_CFLAGS="-fsanitize=thread -DTHREADS_MAIN" build/tsan/tests/test_threads
+	OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_threads
 
 # Fault injection over a whole tiny txt2img for every allocation in turn (tests/lua/test_faults.lua, which
 # `make test` runs on 300 of them), under AddressSanitizer and LeakSanitizer: about half an hour.
