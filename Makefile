@@ -71,7 +71,7 @@ TEST_PLUGINS    = good bad_abi no_entry init_fail dup_name small_desc bad_sample
 TEST_PLUGIN_SO  = $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
 
 .PHONY: readme install-lua check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
-.PHONY: install-samplers demo demo-grid install-rock check-faults longrun tsan-test
+.PHONY: install-samplers demo demo-grid install-rock check-faults longrun tsan-test fuzz
 
 all: $(LIB_A) $(LIB_SO)
 all: $(SAMPLER_SO) $(HOST) $(LUA_MODULE)
@@ -179,9 +179,9 @@ $(filter $(BUILD)/tests/test_sampler% $(BUILD)/tests/test_plugin%,$(TEST_BIN)): 
 # (CI set) a machine without any OpenCL device fails the OpenCL suites
 # instead of skipping them.
 test: deps
-	@$(MAKE) --no-print-directory check-layers $(TEST_BIN) $(HOST) $(LUA_MODULE)
+	@$(MAKE) --no-print-directory check-layers $(TEST_BIN) $(HOST) $(LUA_MODULE) $(REPLAY_BIN)
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} DIFUSA_REQUIRE_OPENCL=$${DIFUSA_REQUIRE_OPENCL:-$${CI:+1}} \
-	  sh tests/run.sh $(TEST_BIN) $(HOST) tests/install_test.sh
+	  BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN) $(HOST) tests/install_test.sh tests/fuzz_replay.sh
 
 asan-test: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -219,6 +219,30 @@ check-full: deps $(CHECK_BIN)
 	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
 	@test -f build/check-full/dit_xl2/expected.safetensors || tools/.venv/bin/python tools/gen_full_checks.py build/check-full
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} sh tests/run.sh $(CHECK_BIN)
+
+# The fuzz targets built without libFuzzer, to replay the committed corpus in make test (tests/fuzz_replay.sh).
+REPLAY_BIN = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c fuzz/fuzz_util.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -I plugins -MMD -MP $< fuzz/replay.c -o $@ $(LIB_A) $(LDLIBS_CORE) -ldl
+
+# libFuzzer targets (fuzz/, clang): each runs FUZZ_SECONDS on its corpus (fuzz/corpus/<target>, the committed
+# seeds and regressions, plus build/fuzz/corpus/<target>, what it finds) and prints its executions and coverage.
+FUZZ_TARGETS = safetensors image prompt config plugin_desc
+FUZZ_SECONDS ?= 60
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+fuzz: deps
+	@command -v clang > /dev/null || { echo "fuzz: needs clang, libclang-rt-14-dev and libomp-14-dev (apt-get install)"; exit 1; }
+	@$(MAKE) --no-print-directory CC=clang BUILD=build/fuzz OPT="-O1 -g" \
+	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" build/fuzz/libdifusa.a
+	@for t in $(FUZZ_TARGETS); do \
+	  clang -std=c11 -O1 -g -D_GNU_SOURCE -fopenmp -I core -I plugins -I $(BLAS_INC) -fsanitize=fuzzer $(FUZZ_SAN) \
+	    fuzz/fuzz_$$t.c -o build/fuzz/fuzz_$$t build/fuzz/libdifusa.a $(LDLIBS_CORE) || exit 1; done
+	@for t in $(FUZZ_TARGETS); do mkdir -p build/fuzz/corpus/$$t; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/crash-$$t- \
+	    build/fuzz/corpus/$$t fuzz/corpus/$$t > build/fuzz/fuzz_$$t.log 2>&1 || { tail -n 40 build/fuzz/fuzz_$$t.log; exit 1; }; \
+	  grep -E "^#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss_mb" build/fuzz/fuzz_$$t.log; done
 
 # The thread test under ThreadSanitizer, in build/tsan. One OpenMP thread per team: libgomp itself is not
 # built for ThreadSanitizer, so its own synchronisation would be reported; the two Lua states still run on

@@ -415,6 +415,12 @@ static int decode_rgb(const char *path, unsigned char **pix, int *w, int *h)
         }
     }
     int comp;
+    /* the size a header claims, before anything that large is allocated: a few bytes can claim gigapixels */
+    if (stbi_info_from_memory(file, (int)len, w, h, &comp) && (int64_t)*w * *h > DF_IMAGE_MAX_PIXELS) {
+        df_free(file);
+        return df_error(DF_EFORMAT, "%s: a %d x %d picture is larger than the %d megapixels difusa loads", path, *w,
+                        *h, DF_IMAGE_MAX_PIXELS >> 20);
+    }
     *pix = stbi_load_from_memory(file, (int)len, w, h, &comp, 3);
     df_free(file);
     if (!*pix) {

@@ -23,6 +23,9 @@
  * first as df_image_read_text checks it (stb itself ignores CRCs and a
  * missing IEND). Errors name the file and stb's reason. */
 DF_API int df_image_load(const char *path, df_tensor **out);
+/* The largest picture df_image_load and df_image_load_mask decode (64 megapixels, 8192 x 8192): larger ones
+ * are refused before decoding, so a small malformed file cannot claim gigabytes. */
+#define DF_IMAGE_MAX_PIXELS (64 << 20)
 
 /* A mask image -> CPU tensor (1, 1, H, W) in [0, 1]: the luma of the RGB
  * image, L = (19595 R + 38470 G + 7471 B + 32768) >> 16, exactly PIL's
