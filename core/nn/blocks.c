@@ -222,13 +222,16 @@ static int tblock_forward(const nn_tblock *b, df_tensor *x, const df_tensor *ctx
     int rc = df_layer_norm(x, b->ln1_w, b->ln1_b, eps, &h);
     if (!rc) rc = nn_attn_forward(&b->attn1, h, NULL, heads, &a);
     df_tensor_free(h);
-    if (!rc) rc = nn_add_free(x, a, &x);
+    h = NULL;
+    if (!rc) rc = nn_add_free(x, a, &x); /* frees x and a (x: the sum, NULL on failure) */
     else df_tensor_free(x), x = NULL;
+    a = NULL;
     if (!rc) rc = df_layer_norm(x, b->ln2_w, b->ln2_b, eps, &h);
     if (!rc) rc = nn_attn_forward(&b->attn2, h, ctx, heads, &a);
     df_tensor_free(h);
     h = NULL;
     if (!rc) rc = nn_add_free(x, a, &x);
+    else df_tensor_free(a);
     if (!rc) rc = df_layer_norm(x, b->ln3_w, b->ln3_b, eps, &h);
     NN_STEP(rc, h, df_linear(h, b->ff_in_w, b->ff_in_b, &next_));
     NN_STEP(rc, h, df_geglu(h, &next_));
