@@ -294,15 +294,21 @@ static int unet_model(void *user, const df_tensor *x, double t, df_tensor **out)
     return rc;
 }
 
+/* A new reference to the tensor t[key], NULL when absent; raises when the reference cannot be made (out of
+ * memory), which must not pass for "not given". */
 static df_tensor *opt_ref(lua_State *L, int t, const char *key)
 {
     lua_getfield(L, t, key);
     df_tensor *v = ld_opt_tensor(L, -1);
     lua_pop(L, 1);
-    return v ? df_tensor_ref(v) : NULL;
+    if (!v) return NULL;
+    df_tensor *r = df_tensor_ref(v);
+    if (!r) ld_raise(L, key);
+    return r;
 }
 
-/* unet:denoiser{cond=, uncond=, cfg=7.5, pooled=, uncond_pooled=, time_ids=, prediction=} */
+/* unet:denoiser{cond=, uncond=, cfg=7.5, pooled=, uncond_pooled=, time_ids=, prediction=, quantize=,
+ * consistency=false, timestep_scaling=10} */
 static int unet_denoiser(lua_State *L)
 {
     df_bundle *b = check_model(L, 1, LD_UNET);
@@ -322,6 +328,7 @@ static int unet_denoiser(lua_State *L)
     d->time_ids = opt_ref(L, 2, "time_ids");
     d->concat = opt_ref(L, 2, "concat");
     d->cfg = (float)opt_number(L, 2, "cfg", 1.0);
+    if (!isfinite(d->cfg)) return luaL_error(L, "denoiser: cfg = %f is not a finite number", (double)d->cfg);
     if (!d->cond) return luaL_error(L, "unet:denoiser: 'cond' is required");
     const char *pred = opt_string(L, 2, "prediction");
     int k = df_prediction_from_name(pred ? pred : b->prediction);
@@ -334,6 +341,11 @@ static int unet_denoiser(lua_State *L)
     d->mw.prediction = k;
     d->mw.schedule = d->sched;
     d->mw.quantize = opt_bool(L, 2, "quantize", 1); /* integer timesteps, as diffusers' schedulers give */
+    /* LCM models: the consistency boundary condition (diffusers' LCMScheduler) */
+    d->mw.consistency = opt_bool(L, 2, "consistency", 0);
+    d->mw.timestep_scaling = opt_number(L, 2, "timestep_scaling", 10);
+    if (!(d->mw.timestep_scaling > 0)) return luaL_error(L, "unet:denoiser: timestep_scaling must be positive");
+    ld->den.schedule = d->sched;
     return 1;
 }
 
@@ -581,7 +593,6 @@ static int dit_denoiser(lua_State *L)
     dit_den *d = df_calloc(1, sizeof *d);
     if (!d) return ld_raise(L, "dit:denoiser");
     ldenoiser *u = ld_push_denoiser(L, df_model_wrapper_denoise, d, dit_den_free, 1);
-    (void)u;
     d->dit = ld->dit;
     lua_getfield(L, 2, "labels");
     int n = (int)lua_rawlen(L, -1);
@@ -597,6 +608,7 @@ static int dit_denoiser(lua_State *L)
     lua_pop(L, 1);
     d->n = n;
     d->cfg = (float)opt_number(L, 2, "cfg", 1.0);
+    if (!isfinite(d->cfg)) return luaL_error(L, "denoiser: cfg = %f is not a finite number", (double)d->cfg);
     d->guide = (int)opt_number(L, 2, "guide_channels", 3);
     /* DiT's training schedule: linear betas 1e-4 .. 0.02 over 1000 steps */
     df_train_schedule_params tp = df_train_schedule_default_params();
@@ -610,6 +622,7 @@ static int dit_denoiser(lua_State *L)
     d->mw.prediction = DF_PRED_EPS;
     d->mw.schedule = d->sched;
     d->mw.quantize = opt_bool(L, 2, "quantize", 1);
+    u->den.schedule = d->sched;
     return 1;
 }
 

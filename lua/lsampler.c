@@ -8,6 +8,7 @@
 #include "sched/schedule.h"
 
 #include <dlfcn.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,6 +33,8 @@ ldenoiser *ld_push_denoiser(lua_State *L, df_denoise_fn fn, void *user, void (*f
     ldenoiser *d = lua_newuserdatauv(L, sizeof *d, 1);
     d->den.denoise = fn;
     d->den.user = user;
+    d->den.schedule = NULL;
+    d->den.uncond = NULL;
     d->free = free_fn;
     luaL_setmetatable(L, LD_DENOISER);
     if (keep) {
@@ -90,6 +93,8 @@ static const df_denoiser *get_denoiser(lua_State *L, int idx, lua_den *lf, df_de
     lf->err = LUA_NOREF;
     tmp->denoise = lua_denoise;
     tmp->user = lf;
+    tmp->schedule = NULL;
+    tmp->uncond = NULL;
     return tmp;
 }
 
@@ -109,13 +114,16 @@ static int den_call(lua_State *L)
     return 1;
 }
 
-/* difusa.cfg(cond_denoiser, uncond_denoiser, scale): D = Du + s·(Dc − Du) */
+/* difusa.cfg(cond_denoiser, uncond_denoiser, scale): D = Du + s·(Dc − Du).
+ * It keeps the last Du (for CFG++ samplers) and takes the conditional
+ * denoiser's training schedule as its own. */
 typedef struct cfg_den {
     lua_State *L;
     lua_den lc, lu;
     df_denoiser c, u, tc, tu;
     const df_denoiser *pc, *pu;
     float scale;
+    df_tensor *last_u; /* Du of the last call */
 } cfg_den;
 
 static int cfg_denoise(void *user, const df_tensor *x, double sigma, df_tensor **out)
@@ -127,8 +135,20 @@ static int cfg_denoise(void *user, const df_tensor *x, double sigma, df_tensor *
     if (!rc) rc = df_sub(c, u, &diff);
     if (!rc) rc = df_scale(diff, d->scale, 0.0f, &g);
     if (!rc) rc = df_add(u, g, out);
-    df_tensor_free(c), df_tensor_free(u), df_tensor_free(diff), df_tensor_free(g);
+    df_tensor_free(d->last_u);
+    d->last_u = rc ? NULL : u;
+    if (rc) df_tensor_free(u);
+    df_tensor_free(c), df_tensor_free(diff), df_tensor_free(g);
     return rc;
+}
+
+static int cfg_uncond(void *user, df_tensor **out)
+{
+    cfg_den *d = user;
+    *out = NULL;
+    if (!d->last_u) return df_error(DF_EINVAL, "cfg denoiser: not called yet, no unconditional estimate");
+    *out = df_tensor_ref(d->last_u);
+    return *out ? DF_OK : DF_ENOMEM;
 }
 
 static void cfg_free(void *user)
@@ -136,6 +156,7 @@ static void cfg_free(void *user)
     cfg_den *d = user;
     release_lua_den(d->L, &d->lc);
     release_lua_den(d->L, &d->lu);
+    df_tensor_free(d->last_u);
     df_free(d);
 }
 
@@ -151,9 +172,11 @@ static int l_cfg(lua_State *L)
     lua_rawseti(L, -2, 1);
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, 2);
-    ld_push_denoiser(L, cfg_denoise, d, cfg_free, lua_gettop(L));
+    ldenoiser *ld = ld_push_denoiser(L, cfg_denoise, d, cfg_free, lua_gettop(L));
     d->pc = get_denoiser(L, 1, &d->lc, &d->tc);
     d->pu = get_denoiser(L, 2, &d->lu, &d->tu);
+    ld->den.schedule = d->pc->schedule;
+    ld->den.uncond = cfg_uncond;
     return 1;
 }
 
@@ -352,7 +375,12 @@ static int on_step(void *user, int i, int n, double sigma, double sigma_next, df
     lua_pushnumber(L, sigma_next);
     lua_setfield(L, -2, "sigma_next");
     df_tensor *xr = df_tensor_ref(x), *dr = denoised ? df_tensor_ref(denoised) : NULL;
-    if (xr) ld_push_tensor(L, xr), lua_setfield(L, -2, "x");
+    if (!xr || (denoised && !dr)) { /* out of memory: not a callback without its tensors */
+        df_tensor_free(xr), df_tensor_free(dr);
+        lua_pop(L, 2);
+        return DF_ENOMEM;
+    }
+    ld_push_tensor(L, xr), lua_setfield(L, -2, "x");
     if (dr) ld_push_tensor(L, dr), lua_setfield(L, -2, "denoised");
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
         c->err = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -368,6 +396,24 @@ static int reraise(lua_State *L, int ref)
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return lua_error(L);
+}
+
+/* A run that ends in NaN or Inf (non-finite weights or inputs, a diverging sampler) is an error, not a
+ * picture: counts the values that are not finite (on a CPU copy: a latent is small). */
+static int check_finite(const df_tensor *t, const char *name)
+{
+    df_tensor *c = NULL;
+    int rc = df_tensor_to(t, df_backend_cpu(), &c);
+    if (rc) return rc;
+    const float *v = df_tensor_data(c);
+    int64_t n = df_tensor_numel(c), bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += !isfinite(v[i]);
+    df_tensor_free(c);
+    if (bad)
+        return df_error(DF_EFORMAT, "sampler %s: %lld of the %lld values of the result are not finite (NaN or Inf: "
+                        "from non-finite model weights or inputs, or a diverging sampler)", name, (long long)bad,
+                        (long long)n);
+    return DF_OK;
 }
 
 /* sampler(denoise, x, sigmas, {callback=, generator=, seed=, options=, mask=, init=, noise=}) -> sample
@@ -423,6 +469,7 @@ static int sampler_call(lua_State *L)
     }
     int rc = df_tensor_to(x, df_tensor_backend(x), &out->t);
     if (!rc) rc = df_sample(registry(L), name, &p, out->t);
+    if (!rc) rc = check_finite(out->t, name);
     df_rng_free(own);
     int lerr = lf.L ? lf.err : LUA_NOREF;
     release_lua_den(L, &lf);

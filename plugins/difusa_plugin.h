@@ -36,7 +36,7 @@
 #include <stdint.h>
 
 #define DF_PLUGIN_ABI_MAJOR 1
-#define DF_PLUGIN_ABI_MINOR 0
+#define DF_PLUGIN_ABI_MINOR 1
 #define DF_PLUGIN_ABI_VERSION ((uint32_t)((DF_PLUGIN_ABI_MAJOR << 16) | DF_PLUGIN_ABI_MINOR))
 
 /* The symbol every plugin exports, of type df_plugin_entry_fn. */
@@ -187,6 +187,19 @@ struct df_host_api {
     /* Logging, and setting the run's error message: returns `code`. */
     void (*log)(df_sampler_run *run, int level, const char *fmt, ...) DF_PLUGIN_PRINTF(3, 4);
     int (*error)(df_sampler_run *run, int code, const char *fmt, ...) DF_PLUGIN_PRINTF(3, 4);
+
+    /* ---- ABI 1.1 (check with DF_HOST_HAS) ---- */
+
+    /* The run's model timesteps: sigma -> the (fractional) timestep t of the
+     * denoiser's discrete training schedule, by log-sigma interpolation
+     * (sigma 0 gives 0), and back (t clamped to [0, n-1]). NaN, with the
+     * message set, when the run's denoiser has no discrete schedule. */
+    double (*sigma_to_t)(df_sampler_run *run, double sigma);
+    double (*t_to_sigma)(df_sampler_run *run, double t);
+    /* out = the unconditional x0 estimate of the last denoise call of a guided
+     * (CFG) denoiser; an error when the run's denoiser has no guidance or has
+     * not been called yet. */
+    int (*denoised_uncond)(df_sampler_run *run, df_tensor *out);
 };
 
 /* Whether the host table has `field` (it was appended after the plugin's

@@ -396,6 +396,70 @@ static double h_option(df_sampler_run *run, const char *name)
     return run->opt[i];
 }
 
+/* ---- the run's model (ABI 1.1) ---- */
+
+static const df_noise_schedule *run_schedule(df_sampler_run *run, const char *op)
+{
+    if (!run) {
+        df_error(DF_EINVAL, "%s: run is NULL", op);
+        return NULL;
+    }
+    const df_noise_schedule *s = run->p->denoiser->schedule;
+    if (!s || s->n < 2)
+        df_error(DF_EINVAL, "%s: the run's denoiser has no discrete training schedule (sampler %s needs the model's "
+                 "timesteps)", op, run->entry->info.name);
+    return s && s->n >= 2 ? s : NULL;
+}
+
+static double h_sigma_to_t(df_sampler_run *run, double sigma)
+{
+    const df_noise_schedule *s = run_schedule(run, "sigma_to_t");
+    if (!s) return NAN;
+    if (!(sigma >= 0) || !isfinite(sigma)) {
+        df_error(DF_EINVAL, "sigma_to_t: sigma %g is not a noise level", sigma);
+        return NAN;
+    }
+    return sigma > 0 ? df_noise_schedule_sigma_to_t(s, sigma) : 0;
+}
+
+static double h_t_to_sigma(df_sampler_run *run, double t)
+{
+    const df_noise_schedule *s = run_schedule(run, "t_to_sigma");
+    if (!s) return NAN;
+    if (isnan(t)) {
+        df_error(DF_EINVAL, "t_to_sigma: the timestep is NaN");
+        return NAN;
+    }
+    return df_noise_schedule_t_to_sigma(s, t);
+}
+
+static int h_denoised_uncond(df_sampler_run *run, df_tensor *out)
+{
+    if (!run) return df_error(DF_EINVAL, "denoised_uncond: run is NULL");
+    int rc = check_args("denoised_uncond", 1, (const df_tensor *[]){out});
+    if (rc) return rc;
+    const df_denoiser *d = run->p->denoiser;
+    if (!d->uncond)
+        return df_error(DF_EINVAL, "denoised_uncond: the run's denoiser has no classifier-free guidance (sampler %s "
+                        "needs its unconditional prediction)", run->entry->info.name);
+    df_tensor *u = NULL;
+    df_clear_error();
+    rc = d->uncond(d->user, &u);
+    if (!rc && !u) rc = df_error(DF_EINVAL, "denoised_uncond: the denoiser returned no tensor");
+    if (!rc && (!df_tensor_same_shape(u, out) || u->dtype != DF_F32)) {
+        char a[64], b[64];
+        rc = df_error(DF_ESHAPE, "denoised_uncond: the denoiser's unconditional estimate is %s, the sample %s",
+                      df_tensor_shape_str(u, a, sizeof a), df_tensor_shape_str(out, b, sizeof b));
+    }
+    if (!rc && df_tensor_backend(u) != df_tensor_backend(out))
+        rc = df_error(DF_EBACKEND, "denoised_uncond: the estimate is on %s, the sample on %s",
+                      df_tensor_backend(u)->name, df_tensor_backend(out)->name);
+    if (!rc) rc = direct(out) ? (memcpy(F(out), F(u), df_tensor_nbytes(out)), DF_OK) : backend_copy(out, u);
+    if (rc && !df_last_error()[0]) df_error(rc, "denoised_uncond failed (%s)", df_status_name(rc));
+    df_tensor_free(u);
+    return rc;
+}
+
 _Static_assert(DF_PLUGIN_LOG_ERROR == (int)DF_LOG_ERROR && DF_PLUGIN_LOG_WARN == (int)DF_LOG_WARN &&
                    DF_PLUGIN_LOG_INFO == (int)DF_LOG_INFO && DF_PLUGIN_LOG_DEBUG == (int)DF_LOG_DEBUG,
                "plugin log levels out of step with df_log_level");
@@ -454,6 +518,9 @@ static const df_host_api host_api = {
     .option = h_option,
     .log = h_log,
     .error = h_error,
+    .sigma_to_t = h_sigma_to_t,
+    .t_to_sigma = h_t_to_sigma,
+    .denoised_uncond = h_denoised_uncond,
 };
 
 const df_host_api *df_host_api_table(void) { return &host_api; }

@@ -4,7 +4,8 @@
  *   x_{t'} = √ᾱ' D + √(1 − ᾱ') z
  * is x' = D + σ' z. The consistency boundary condition (c_skip, c_out of
  * the timestep, diffusers' get_scalings_for_boundary_condition_discrete)
- * belongs to the model and so to its denoiser, as in ComfyUI. */
+ * belongs to the model and so to its denoiser, as in ComfyUI: the model
+ * wrapper's `consistency` flag (unet:denoiser{consistency = true} in Lua). */
 #include "common.h"
 
 static int sample_lcm(const df_host_api *h, df_sampler_run *run, void *user, df_tensor *x, const double *sigmas,

@@ -39,25 +39,80 @@ static void push(df_tensor **hist, int n)
     hist[0] = last;
 }
 
+/* The training timestep of sigma (0 for sigma 0), rounded when it is one. */
+static double timestep_of(const df_host_api *h, df_sampler_run *run, double sigma)
+{
+    if (!(sigma > 0)) return 0;
+    double t = h->sigma_to_t(run, sigma);
+    if (fabs(t - nearbyint(t)) < 1e-3) t = nearbyint(t);
+    return t;
+}
+
+/* PNDM's Runge–Kutta step (diffusers' step_prk) from σ_a to σ_b, ε1 given:
+ * RK4 in ε with the midpoint at half the timestep interval. diffusers
+ * rounds the half down and takes the first half step to t_a − half but
+ * evaluates the model at t_b + half (different for odd intervals): a VP
+ * model sees that sample at the other timestep, x·√((1 + σ_m²)/(1 + σ₁²)) in
+ * sigma space. */
+static int prk_step(const df_host_api *h, df_sampler_run *run, df_tensor *x, double sa, double sb,
+                    const df_tensor *eps1, df_tensor *den, df_tensor *xt, df_tensor *e, df_tensor *acc)
+{
+    int rc = 0;
+    double ta = timestep_of(h, run, sa), tb = timestep_of(h, run, sb);
+    if (isnan(ta) || isnan(tb)) return DF_PLUGIN_EINVAL; /* the host's message: no schedule */
+    double half = floor((ta - tb) / 2);
+    double s1 = h->t_to_sigma(run, ta - half), sm = h->t_to_sigma(run, tb + half);
+    /* acc = ε1/6 + ε2/3 + ε3/3 + ε4/6 */
+    TRY(h->lincomb(acc, 1, (const double[]){1.0 / 6}, (const df_tensor *const[]){eps1}));
+    TRY(h->lincomb(xt, 2, (const double[]){1, s1 - sa}, (const df_tensor *const[]){x, eps1}));
+    if (s1 != sm) TRY(h->scale(xt, sqrt((1 + sm * sm) / (1 + s1 * s1))));
+    TRY(h->denoise(run, xt, sm, den));
+    TRY(to_d(h, e, xt, den, sm));
+    TRY(h->axpy(acc, 1.0 / 3, e));
+    TRY(h->lincomb(xt, 2, (const double[]){1, sm - sa}, (const df_tensor *const[]){x, e}));
+    TRY(h->denoise(run, xt, sm, den));
+    TRY(to_d(h, e, xt, den, sm));
+    TRY(h->axpy(acc, 1.0 / 3, e));
+    TRY(h->lincomb(xt, 2, (const double[]){1, sb - sa}, (const df_tensor *const[]){x, e}));
+    TRY(h->denoise(run, xt, sb, den));
+    TRY(to_d(h, e, xt, den, sb));
+    TRY(h->axpy(acc, 1.0 / 6, e));
+    TRY(h->axpy(x, sb - sa, acc));
+done:
+    return rc;
+}
+
 /* PLMS: the first step is Heun's in ε (two evaluations; the second is not
  * kept), then Adams–Bashforth of growing order up to 4 on the ε of the
- * previous steps. diffusers evaluates the model steps + 1 times. */
+ * previous steps. diffusers evaluates the model steps + 1 times. With the
+ * `prk` option (diffusers' skip_prk_steps=False, PNDM proper) the first
+ * three steps are Runge–Kutta steps instead (4 evaluations each; their
+ * first ε go to the history), so Adams–Bashforth starts at order 4. */
 static int sample_plms(const df_host_api *h, df_sampler_run *run, void *user, df_tensor *x, const double *sigmas,
                        int n)
 {
     (void)user;
-    int rc = 0, steps = n_steps_of(n), have = 0;
-    df_tensor *den = NULL, *x2 = NULL, *hist[MAX_ORDER] = {NULL};
+    int rc = 0, steps = n_steps_of(n), have = 0, prk = h->option(run, "prk") != 0;
+    df_tensor *den = NULL, *x2 = NULL, *e = NULL, *acc = NULL, *hist[MAX_ORDER] = {NULL};
+    if (prk && (!DF_HOST_HAS(h, sigma_to_t) || !DF_HOST_HAS(h, t_to_sigma)))
+        return h->error(run, DF_PLUGIN_EINVAL, "prk: the host (ABI %u.%u) cannot map sigmas to timesteps (needs 1.1)",
+                        h->abi_version >> 16, h->abi_version & 0xffff);
     NEW_LIKE(den, x);
     NEW_LIKE(x2, x);
     for (int k = 0; k < MAX_ORDER; k++) NEW_LIKE(hist[k], x);
+    if (prk) {
+        NEW_LIKE(e, x);
+        NEW_LIKE(acc, x);
+    }
     for (int i = 0; i < steps; i++) {
         double s = sigmas[i], sn = sigmas[i + 1];
         push(hist, MAX_ORDER);
         TRY(h->denoise(run, x, s, den));
         TRY(to_d(h, hist[0], x, den, s));
         if (have < MAX_ORDER) have++;
-        if (i == 0 && steps > 1) {
+        if (prk && i < MAX_ORDER - 1 && sn > 0) {
+            TRY(prk_step(h, run, x, s, sn, hist[0], den, x2, e, acc));
+        } else if (i == 0 && steps > 1 && !prk) {
             /* x' = x + (σ' − σ)(ε + ε₂)/2, ε₂ at the Euler prediction */
             TRY(h->lincomb(x2, 2, (const double[]){1, sn - s}, (const df_tensor *const[]){x, hist[0]}));
             TRY(h->denoise(run, x2, sn, den));
@@ -72,6 +127,8 @@ static int sample_plms(const df_host_api *h, df_sampler_run *run, void *user, df
 done:
     h->free(den);
     h->free(x2);
+    h->free(e);
+    h->free(acc);
     for (int k = 0; k < MAX_ORDER; k++) h->free(hist[k]);
     return rc;
 }
@@ -158,10 +215,16 @@ static const df_sampler_option ipndm_options[] = {
     {"order", DF_OPT_INT, 4, 1, MAX_ORDER, NULL, "largest number of past derivatives combined"},
 };
 
+static const df_sampler_option plms_options[] = {
+    {"prk", DF_OPT_BOOL, 0, 0, 1, NULL,
+     "PNDM's Runge-Kutta warm-up (diffusers' skip_prk_steps=False): 3 RK4 steps; needs the model's schedule"},
+};
+
 static const df_sampler_desc samplers[] = {
     {DF_SAMPLER_DESC_INIT, .name = "plms",
-     .description = "PLMS (diffusers PNDMScheduler, skip_prk_steps): Heun first step, then 4th-order Adams-Bashforth",
-     .sample = sample_plms},
+     .description = "PLMS / PNDM (diffusers PNDMScheduler): a Heun first step (prk=1: three RK4 steps), then "
+                    "4th-order Adams-Bashforth",
+     .options = plms_options, .n_options = N_OPTIONS(plms_options), .sample = sample_plms},
     {DF_SAMPLER_DESC_INIT, .name = "ipndm", .description = "improved PNDM: Adams-Bashforth on the PF-ODE in sigma",
      .options = ipndm_options, .n_options = N_OPTIONS(ipndm_options), .sample = sample_ipndm},
     {DF_SAMPLER_DESC_INIT, .name = "ipndm_v", .description = "improved PNDM with variable-step weights",

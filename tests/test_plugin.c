@@ -72,7 +72,7 @@ Test(plugin, good_plugin_loads_and_runs)
 
     /* x = D(x, sigma_0) * gain, with D the identity-ish Gaussian denoiser */
     gauss g = {.c = 1, .plane = 8, .mu = {1.0}, .s = {1.0}};
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     float data[8] = {3, 3, 3, 3, -1, -1, -1, -1};
     df_tensor *x = df_tensor_from_data(DF_F32, 2, (int64_t[]){1, 8}, data);
     double sig[2] = {1, 0};
@@ -132,7 +132,7 @@ Test(plugin, sampler_log_goes_to_core_log)
     plugin_path(path, sizeof path, "good");
     cr_assert_eq(df_registry_load(r, path), DF_OK, "%s", df_last_error());
     gauss g = {.c = 1, .plane = 8, .mu = {1.0}, .s = {1.0}};
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     df_tensor *x = df_tensor_zeros(NULL, DF_F32, 2, (int64_t[]){1, 8});
     double sig[2] = {1, 0};
     df_sample_params p = df_sample_default_params();
@@ -242,6 +242,30 @@ Test(plugin, missing_path)
     df_registry_free(r);
 }
 
+/* The mixture as a denoiser with everything a sampler may ask for: SD's
+ * training schedule (tcd, plms prk=1) and an unconditional estimate (the
+ * CFG++ samplers; here the last output itself, guidance of scale 1). */
+typedef struct full_den {
+    gmm *g;
+    df_tensor *last;
+} full_den;
+
+static int full_denoise(void *user, const df_tensor *x, double sigma, df_tensor **out)
+{
+    full_den *f = user;
+    int rc = gmm_denoise(f->g, x, sigma, out);
+    df_tensor_free(f->last);
+    f->last = rc ? NULL : df_tensor_ref(*out);
+    return rc;
+}
+
+static int full_uncond(void *user, df_tensor **out)
+{
+    full_den *f = user;
+    *out = f->last ? df_tensor_ref(f->last) : NULL;
+    return *out ? DF_OK : df_error(DF_EINVAL, "test denoiser: not called yet");
+}
+
 /* A denoiser that fails on its third call stops every sampler cleanly: the
  * model's message comes back, prefixed with the sampler's name. */
 Test(plugin, model_failure_mid_run)
@@ -253,7 +277,11 @@ Test(plugin, model_failure_mid_run)
     gmm g;
     df_safetensors *fx = fx_open("sampler_ref.safetensors");
     gmm_from_fixture(fx, &g);
-    df_denoiser den = {gmm_denoise, &g};
+    df_train_schedule_params tp = df_train_schedule_default_params();
+    df_noise_schedule *sd = NULL;
+    cr_assert_eq(df_noise_schedule_new(&tp, &sd), DF_OK);
+    full_den fd = {.g = &g};
+    df_denoiser den = {.denoise = full_denoise, .user = &fd, .schedule = sd, .uncond = full_uncond};
     double sig[6] = {10, 5, 2, 1, 0.5, 0};
     df_rng *rng = df_rng_new(DF_RNG_CPU, 1);
     for (int i = 0; i < df_registry_count(r); i++) {
@@ -276,6 +304,8 @@ Test(plugin, model_failure_mid_run)
         cr_expect_eq(g.calls, 3, "%s: the model was called again after failing", s->name);
         df_tensor_free(x);
     }
+    df_tensor_free(fd.last);
+    df_noise_schedule_free(sd);
     df_rng_free(rng);
     df_safetensors_close(fx);
     df_registry_free(r);
@@ -293,7 +323,7 @@ Test(plugin, step_hook_cancels)
 {
     df_registry *r = load_samplers();
     gauss g = {.c = 1, .plane = 4, .mu = {0}, .s = {1}};
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     double sig[6] = {10, 5, 2, 1, 0.5, 0};
     df_tensor *x = df_tensor_zeros(NULL, DF_F32, 2, (int64_t[]){1, 4});
     int count = 0;
@@ -315,7 +345,7 @@ Test(plugin, bad_run_parameters)
 {
     df_registry *r = load_samplers();
     gauss g = {.c = 1, .plane = 4, .mu = {0}, .s = {1}};
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     double up[3] = {1, 5, 0}, one[1] = {1};
     df_tensor *x = df_tensor_zeros(NULL, DF_F32, 2, (int64_t[]){1, 4});
     df_sample_params p = df_sample_default_params();
@@ -356,7 +386,7 @@ Test(plugin, example_out_of_tree_plugin)
     cr_assert_lt(snprintf(path, sizeof path, "%s/examples/example_midpoint.so", dir), (int)sizeof path);
     cr_assert_eq(df_registry_load(r, path), DF_OK, "%s", df_last_error());
     gauss g = {.c = 1, .plane = 64, .mu = {0.5}, .s = {0.8}};
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     double *sig = NULL;
     int n = 0;
     df_sigmas_params sp = df_sigmas_default_params();

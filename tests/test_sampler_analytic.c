@@ -91,7 +91,7 @@ static void run_analytic_sig(const char *sampler, const char *options, double *s
     df_tensor *x = start(rng, sig[0]);
     gauss g = {.c = C, .plane = 1, .consistency = consistency};
     for (int c = 0; c < C; c++) g.mu[c] = MU[c], g.s[c] = SD[c];
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     df_sample_params p = df_sample_default_params();
     p.denoiser = &den;
     p.sigmas = sig;
@@ -199,7 +199,7 @@ Test(sampler_analytic, euler_bias_is_the_discretisation)
     df_tensor *x = start(rng, sig[0]);
     gauss g = {.c = C, .plane = 1};
     for (int c = 0; c < C; c++) g.mu[c] = MU[c], g.s[c] = SD[c];
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     df_sample_params p = df_sample_default_params();
     p.denoiser = &den;
     p.sigmas = sig;
@@ -237,7 +237,7 @@ Test(sampler_analytic, img2img_from_intermediate_sigma)
     cr_assert_eq(df_sample_start(x0, noise, sig[0], 0, &x), DF_OK);
     gauss g = {.c = C, .plane = 1};
     for (int c = 0; c < C; c++) g.mu[c] = MU[c], g.s[c] = SD[c];
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     df_sample_params p = df_sample_default_params();
     p.denoiser = &den;
     p.sigmas = sig;
@@ -268,7 +268,7 @@ Test(sampler_analytic, inpaint_mask_blend)
     cr_assert_eq(df_sample_start(init, noise, sig[0], 0, &x), DF_OK);
     gauss g = {.c = C, .plane = 1};
     for (int c = 0; c < C; c++) g.mu[c] = MU[c], g.s[c] = SD[c];
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     df_sample_params p = df_sample_default_params();
     p.denoiser = &den;
     p.sigmas = sig;
@@ -301,7 +301,7 @@ Test(sampler_analytic, brownian_noise_is_stable_across_step_counts)
 {
     gauss g = {.c = C, .plane = 1};
     for (int c = 0; c < C; c++) g.mu[c] = MU[c], g.s[c] = SD[c];
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     df_tensor *out[2];
     for (int k = 0; k < 2; k++) {
         int n;
@@ -340,7 +340,7 @@ Test(sampler_analytic, generic_ops_path_agrees)
     const char *samplers[] = {"lms", "dpmpp_3m_sde", "dpm_adaptive", "ddpm", "heun"};
     gauss g = {.c = C, .plane = 1};
     for (int c = 0; c < C; c++) g.mu[c] = MU[c], g.s[c] = SD[c];
-    df_denoiser den = {gauss_denoise, &g};
+    df_denoiser den = {.denoise = gauss_denoise, .user = &g};
     int n;
     double *sig = karras(12, &n);
     for (size_t si = 0; si < sizeof samplers / sizeof samplers[0]; si++) {

@@ -190,3 +190,41 @@ def sample_deis(model, x, sigmas, callback=None, max_order=3):
         if callback is not None:
             callback(x_next)
     return x_next
+
+
+# ---- CFG++ (ComfyUI's sample_euler_ancestral_cfg_pp / sample_euler_cfg_pp) ----
+# `model(x, sigma)` returns (denoised, uncond_denoised): the guided estimate and
+# the unconditional one of the same call, which ComfyUI takes from its
+# post-CFG hook. Written for a variance-exploding (eps) model, where ComfyUI's
+# alpha_s = sigma * exp(lambda(sigma)) = 1 with lambda = -log(sigma).
+
+def get_ancestral_step(sigma_from, sigma_to, eta=1.0):
+    if not eta:
+        return sigma_to, 0.0
+    sigma_up = min(sigma_to, eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
+    sigma_down = (sigma_to ** 2 - sigma_up ** 2) ** 0.5
+    return sigma_down, sigma_up
+
+
+@torch.no_grad()
+def sample_euler_ancestral_cfg_pp(model, x, sigmas, callback=None, eta=1.0, s_noise=1.0, noise_sampler=None):
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised, uncond_denoised = model(x, sigmas[i] * s_in)
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            alpha_s, alpha_t = 1.0, 1.0
+            d = (x - alpha_s * uncond_denoised) / sigmas[i]
+            sigma_down, sigma_up = get_ancestral_step(sigmas[i] / alpha_s, sigmas[i + 1] / alpha_t, eta=eta)
+            sigma_down = alpha_t * sigma_down
+            x = alpha_t * denoised + sigma_down * d
+            if eta > 0 and s_noise > 0:
+                x = x + alpha_t * noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+        if callback is not None:
+            callback(x)
+    return x
+
+
+def sample_euler_cfg_pp(model, x, sigmas, callback=None):
+    return sample_euler_ancestral_cfg_pp(model, x, sigmas, callback=callback, eta=0.0, s_noise=0.0)

@@ -322,6 +322,50 @@ def run_comfy_cases(gmm, out, meta):
         store_case(out, meta, name, sampler, options, x.numpy(), sigmas.double().numpy(), None, traj, res.numpy())
 
 
+# ---- CFG++ (ComfyUI, tools/comfy_k_ref.py) on a guided denoiser of two mixtures ----
+
+def make_gmm_uncond():
+    """The unconditional mixture of the CFG++ cases: wider, other means."""
+    rng = np.random.default_rng(4321)
+    d = int(np.prod(SHAPE[1:]))
+    return GMM(np.array([0.4, 0.6]), rng.normal(0, 1.0, size=(2, d)), np.array([0.7, 1.1]))
+
+
+CFG_PP_CASES = [
+    # (case, function, difusa name, difusa options, kwargs, cfg scale, steps)
+    ("c_euler_cfg_pp", "sample_euler_cfg_pp", "euler_cfg_pp", "", {}, 1.5, 10),
+    ("c_euler_cfg_pp_low", "sample_euler_cfg_pp", "euler_cfg_pp", "", {}, 0.6, 8),
+    ("c_euler_ancestral_cfg_pp", "sample_euler_ancestral_cfg_pp", "euler_ancestral_cfg_pp", "", {}, 1.5, 10),
+    ("c_euler_ancestral_cfg_pp_eta", "sample_euler_ancestral_cfg_pp", "euler_ancestral_cfg_pp",
+     "eta=0.5 s_noise=0.9", dict(eta=0.5, s_noise=0.9), 0.8, 9),
+]
+
+
+def run_cfg_pp(gmm, gmm_u, out, meta):
+    import comfy_k_ref
+
+    for idx, (name, fn, sampler, options, kwargs, scale, steps) in enumerate(CFG_PP_CASES):
+        sigmas = K.get_sigmas_karras(steps, SIGMA_MIN, SIGMA_MAX)
+        g = torch.Generator().manual_seed(900 + idx)
+        x = torch.randn(SHAPE, generator=g) * sigmas[0]
+        rec = NoiseRecorder(9000 + idx)
+        traj = []
+
+        def model(xx, s):
+            c = torch.from_numpy(gmm.denoise(xx.numpy(), float(s[0])))
+            u = torch.from_numpy(gmm_u.denoise(xx.numpy(), float(s[0])))
+            return u + (c - u) * scale, u
+
+        kw = dict(kwargs)
+        if fn == "sample_euler_ancestral_cfg_pp":
+            kw["noise_sampler"] = lambda s, sn: rec.randn_like(x)
+        res = getattr(comfy_k_ref, fn)(model, x.clone(), sigmas, callback=lambda xx: traj.append(xx.numpy().copy()),
+                                       **kw)
+        meta[f"{name}.denoiser"] = "cfg"
+        meta[f"{name}.cfg_scale"] = repr(scale)
+        store_case(out, meta, name, sampler, options, x.numpy(), sigmas.double().numpy(), rec, traj, res.numpy())
+
+
 # ---- diffusers' multistep schedulers: PNDM (PLMS), UniPC, LCM ----
 
 def run_diffusers_multistep(gmm, out, meta):
@@ -364,6 +408,31 @@ def run_diffusers_multistep(gmm, out, meta):
                 a_prev = 1.0 / (1.0 + sigmas[j] ** 2)
                 traj.append((x.double().numpy() / math.sqrt(a_prev)).astype(np.float32))
         store_case(out, meta, name, "plms", "", x_ve0, np.array(sigmas), None, traj, traj[-1])
+
+    # PNDM proper (skip_prk_steps=False): three Runge-Kutta steps, then PLMS; 8 steps have an odd timestep
+    # interval (125), where diffusers' half steps differ (t_a - 62 and t_b + 62). The denoiser carries
+    # SD's schedule for the midpoints' timesteps.
+    for idx, (name, steps, extra) in enumerate([("d_pndm_prk", 10, dict(set_alpha_to_one=False)),
+                                                ("d_pndm_prk_8", 8, dict(set_alpha_to_one=False)),
+                                                ("d_pndm_prk_alpha1", 6, dict(set_alpha_to_one=True))]):
+        sch = PNDMScheduler(**cfg, skip_prk_steps=False, **extra)
+        sch.set_timesteps(steps)
+        ac = sch.alphas_cumprod.double().numpy()
+        uniq = [int(t) for t in sch._timesteps[::-1]]
+        a_final = float(sch.final_alpha_cumprod)
+        sigmas = [sig(ac[t]) for t in uniq] + [sig(a_final) if a_final < 1 else 0.0]
+        x_ve0, x = start(40 + idx, sigmas[0])
+        traj = []
+        n_prk = len(sch.prk_timesteps)
+        for k, t in enumerate(sch.timesteps):
+            t = int(t)
+            x = sch.step(eps_at(x, sig(ac[t])), t, x).prev_sample
+            if k >= n_prk or k % 4 == 3:
+                j = len(traj) + 1
+                a_prev = 1.0 / (1.0 + sigmas[j] ** 2)
+                traj.append((x.double().numpy() / math.sqrt(a_prev)).astype(np.float32))
+        meta[f"{name}.denoiser"] = "gmm+sd_schedule"
+        store_case(out, meta, name, "plms", "prk=1", x_ve0, np.array(sigmas), None, traj, traj[-1])
 
     # UniPC: diffusers' defaults (bh2, order 2, linspace spacing, final sigma 0) and variants
     unipc_cases = [
@@ -408,6 +477,73 @@ def run_diffusers_multistep(gmm, out, meta):
         finally:
             lcm_mod.randn_tensor = saved
         store_case(out, meta, name, "lcm", "", x_ve0, np.array(sigmas), rec, traj, traj[-1])
+
+    # LCM with its boundary condition (diffusers' defaults: timestep_scaling 10, sigma_data 0.5): the C
+    # side runs the lcm sampler on difusa's model wrapper (consistency on, SD's schedule, integer
+    # timesteps) over the same epsilon model, the mixture's (x - D) / sigma at the timestep's sigma
+    # (at the default scaling c_skip stays below 1e-5 on LCM's timesteps: timestep_scaling 0.01 makes the
+    # condition count, c_skip from 0.04 at t = 259 to 0.87 at t = 19)
+    for idx, (name, steps, scaling) in enumerate([("d_lcm_boundary", 4, 10.0), ("d_lcm_boundary_8", 8, 10.0),
+                                                  ("d_lcm_boundary_2", 2, 10.0), ("d_lcm_boundary_ts", 8, 0.01)]):
+        sch = LCMScheduler(**sd_scheduler_config(), timestep_scaling=scaling)
+        sch.set_timesteps(steps)
+        ac = sch.alphas_cumprod.double().numpy()
+        ts = [int(t) for t in sch.timesteps]
+        sigmas = [sig(ac[t]) for t in ts] + [0.0]
+        x_ve0, x = start(30 + idx, sigmas[0])
+        rec = NoiseRecorder(5100 + idx)
+        saved = lcm_mod.randn_tensor
+        lcm_mod.randn_tensor = lambda shape, generator=None, device=None, dtype=None: rec.randn_like(  # noqa: E731
+            torch.empty(shape))
+        traj = []
+        try:
+            for k, t in enumerate(ts):
+                x = sch.step(eps_at(x, sigmas[k]), t, x).prev_sample
+                traj.append((x.double().numpy() * math.sqrt(1 + sigmas[k + 1] ** 2)).astype(np.float32))
+        finally:
+            lcm_mod.randn_tensor = saved
+        meta[f"{name}.denoiser"] = "eps_wrapper+consistency"
+        meta[f"{name}.timestep_scaling"] = repr(scaling)
+        store_case(out, meta, name, "lcm", "", x_ve0, np.array(sigmas), rec, traj, traj[-1])
+
+
+# ---- diffusers' TCDScheduler (the denoiser carries SD's training schedule for the timesteps) ----
+
+def run_tcd(gmm, out, meta):
+    from diffusers import TCDScheduler
+    import diffusers.schedulers.scheduling_tcd as tcd_mod
+
+    sig = lambda a: math.sqrt((1 - a) / a)  # noqa: E731
+    cases = [("d_tcd", "", 0.3, 4), ("d_tcd_8", "", 0.3, 8), ("d_tcd_eta0", "eta=0", 0.0, 6),
+             ("d_tcd_eta1", "eta=1", 1.0, 5), ("d_tcd_eta07", "eta=0.7", 0.7, 7)]
+    for idx, (name, options, eta, steps) in enumerate(cases):
+        sch = TCDScheduler(**sd_scheduler_config())
+        sch.set_timesteps(steps)
+        ac = sch.alphas_cumprod.double().numpy()
+        ts = [int(t) for t in sch.timesteps]
+        sigmas = [sig(ac[t]) for t in ts] + [0.0]
+        g = torch.Generator().manual_seed(800 + idx)
+        x_ve0 = f32((torch.randn(SHAPE, generator=g).double() * math.sqrt(1 + sigmas[0] ** 2)).numpy())
+        x = torch.from_numpy((x_ve0.astype(np.float64) * math.sqrt(ac[ts[0]])).astype(np.float32))
+        rec = NoiseRecorder(8000 + idx)
+        saved = tcd_mod.randn_tensor
+        tcd_mod.randn_tensor = lambda shape, generator=None, device=None, dtype=None: rec.randn_like(  # noqa: E731
+            torch.empty(shape))
+        traj = []
+        try:
+            for k, t in enumerate(ts):
+                a = float(ac[t])
+                x_ve = x.double().numpy() / math.sqrt(a)
+                d = gmm.denoise(x_ve.astype(np.float32), sig(a)).astype(np.float64)
+                e = torch.from_numpy(((x_ve - d) / sig(a)).astype(np.float32))
+                x = sch.step(e, t, x, eta=eta).prev_sample
+                # the sample's timestep: the next one, and 0 after the last step
+                a_next = float(ac[ts[k + 1]]) if k + 1 < len(ts) else float(ac[0])
+                traj.append((x.double().numpy() / math.sqrt(a_next)).astype(np.float32))
+        finally:
+            tcd_mod.randn_tensor = saved
+        meta[f"{name}.denoiser"] = "gmm+sd_schedule"
+        store_case(out, meta, name, "tcd", options, x_ve0, np.array(sigmas), rec, traj, traj[-1])
 
 
 # ---- score SDEs (Song et al. 2021), tools/score_sde_ref.py ----
@@ -685,6 +821,12 @@ def main():
     run_comfy_cases(gmm, out, meta)
     run_diffusers_multistep(gmm, out, meta)
     run_score_sde(gmm, out, meta)
+    run_tcd(gmm, out, meta)
+    gmm_u = make_gmm_uncond()
+    out["gmm_u.weights"] = entry(f64(gmm_u.w))
+    out["gmm_u.means"] = entry(f64(gmm_u.mu))
+    out["gmm_u.stds"] = entry(f64(gmm_u.s))
+    run_cfg_pp(gmm, gmm_u, out, meta)
     write_safetensors(os.path.join(outdir, "sampler_ref.safetensors"), out, meta)
     sout, smeta = {}, {}
     run_schedules(sout, smeta)

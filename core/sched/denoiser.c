@@ -62,7 +62,7 @@ df_model_wrapper df_model_wrapper_default(void)
 
 df_denoiser df_model_wrapper_denoiser(const df_model_wrapper *w)
 {
-    return (df_denoiser){df_model_wrapper_denoise, (void *)w};
+    return (df_denoiser){df_model_wrapper_denoise, (void *)w, w ? w->schedule : NULL, NULL};
 }
 
 double df_model_wrapper_timestep(const df_model_wrapper *w, double sigma)
@@ -95,6 +95,8 @@ int df_model_wrapper_denoise(void *wrapper, const df_tensor *x, double sigma, df
         return df_error(DF_EINVAL, "model wrapper: sigma %g must be positive and finite", sigma);
     if (w->prediction == DF_PRED_SCORE && w->schedule)
         return df_error(DF_EINVAL, "model wrapper: a score model is a VE model and takes no training schedule");
+    if (w->consistency && !w->schedule)
+        return df_error(DF_EINVAL, "model wrapper: the consistency boundary condition needs a training schedule");
 
     double t = df_model_wrapper_timestep(w, sigma);
     double c_in = w->schedule ? 1 / sqrt(sigma * sigma + 1) : 1;
@@ -127,5 +129,15 @@ int df_model_wrapper_denoise(void *wrapper, const df_tensor *x, double sigma, df
     default: rc = axpby_new(y, s2, x, 1, out); break;
     }
     df_tensor_free(y);
+    if (!rc && w->consistency) {
+        /* diffusers: c_skip·x_t + c_out·x0 with x_t = x/√(σ²+1) the VP sample */
+        double ts = (w->timestep_scaling > 0 ? w->timestep_scaling : 10) * t;
+        double sd = w->sigma_data > 0 ? w->sigma_data : 0.5;
+        double c_skip = sd * sd / (ts * ts + sd * sd), c_out = ts / sqrt(ts * ts + sd * sd);
+        df_tensor *d = *out;
+        *out = NULL;
+        rc = axpby_new(d, c_out, x, c_skip * c_in, out);
+        df_tensor_free(d);
+    }
     return rc;
 }

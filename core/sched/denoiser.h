@@ -18,9 +18,20 @@
  * message set (and leaves *out NULL). */
 typedef int (*df_denoise_fn)(void *user, const df_tensor *x, double sigma, df_tensor **out);
 
+/* The unconditional estimate of x0 of the denoiser's last call (a guided
+ * denoiser: D = D_u + s·(D_c − D_u)) -> *out, a new tensor the caller owns. */
+typedef int (*df_uncond_fn)(void *user, df_tensor **out);
+
 typedef struct df_denoiser {
     df_denoise_fn denoise;
     void *user;
+    /* Optional, NULL when there is none: the discrete training schedule of
+     * the model behind the denoiser (borrowed), whose timesteps samplers that
+     * work in timesteps (TCD) read through the plugin host. */
+    const df_noise_schedule *schedule;
+    /* Optional, NULL for an unguided denoiser: the unconditional x0 of the
+     * last call (CFG++ samplers). */
+    df_uncond_fn uncond;
 } df_denoiser;
 
 /* Calls d; checks the result's shape against x. */
@@ -56,11 +67,20 @@ typedef struct df_model_wrapper {
     /* Round t to the nearest training timestep (k-diffusion's quantize=True,
      * ComfyUI's behaviour) instead of interpolating. */
     int quantize;
+    /* Consistency models (LCM; diffusers' LCMScheduler
+     * get_scalings_for_boundary_condition_discrete): the estimate becomes
+     * c_skip(t)·x/√(σ²+1) + c_out(t)·D with, for τ = timestep_scaling·t,
+     * c_skip = σ_d²/(τ² + σ_d²) and c_out = τ/√(τ² + σ_d²), t the timestep
+     * the model gets. Needs a schedule. timestep_scaling (0: 10) and
+     * sigma_data σ_d (0: 0.5) as diffusers' defaults. */
+    int consistency;
+    double timestep_scaling, sigma_data;
 } df_model_wrapper;
 
 DF_API df_model_wrapper df_model_wrapper_default(void);
 
-/* The denoiser of a wrapper (which must outlive it). */
+/* The denoiser of a wrapper (which must outlive it), with the wrapper's
+ * schedule. */
 DF_API df_denoiser df_model_wrapper_denoiser(const df_model_wrapper *w);
 
 /* The wrapper's denoise function itself (user = the wrapper). */
