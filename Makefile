@@ -188,7 +188,7 @@ asan-test: deps
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  LDLIBS_CORE="$(LDLIBS_CORE) -fsanitize=address,undefined" \
 	  $(patsubst $(BUILD)/%,build/asan/%,$(TEST_BIN) $(HOST))
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  OMP_NUM_THREADS=2 sh tests/run.sh $(patsubst $(BUILD)/%,build/asan/%,$(TEST_BIN) $(HOST))
 
 bench: deps $(BENCH_BIN)

@@ -46,7 +46,7 @@ static inline float df_cpu_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23; /* NaN: any scale (p is NaN), no undefined cast */
     float sc;
     __builtin_memcpy(&sc, &bits, sizeof sc);
     float y = p * sc;
