@@ -456,16 +456,16 @@ def run_diffusers_multistep(gmm, out, meta):
             traj.append((x.double().numpy() * math.sqrt(1 + float(sigmas[k + 1]) ** 2)).astype(np.float32))
         store_case(out, meta, name, "unipc", options, x_ve0, sigmas, None, traj, traj[-1])
 
-    # LCM: the boundary condition made negligible (timestep_scaling 1e4: c_skip < 1e-10) so that the
-    # reference's denoised is the model's x0; the condition itself belongs to difusa's model wrapper
-    for idx, (name, steps) in enumerate([("d_lcm", 4), ("d_lcm_8", 8)]):
-        sch = LCMScheduler(**sd_scheduler_config(), timestep_scaling=1e4)
+    def lcm_run(steps, scaling, x_seed, noise_seed):
+        """diffusers' LCMScheduler loop over the mixture's epsilon model, its noise recorded: (x_ve0, sigmas,
+        recorder, trajectory in VE terms)."""
+        sch = LCMScheduler(**sd_scheduler_config(), timestep_scaling=scaling)
         sch.set_timesteps(steps)
         ac = sch.alphas_cumprod.double().numpy()
         ts = [int(t) for t in sch.timesteps]
         sigmas = [sig(ac[t]) for t in ts] + [0.0]
-        x_ve0, x = start(20 + idx, sigmas[0])
-        rec = NoiseRecorder(5000 + idx)
+        x_ve0, x = start(x_seed, sigmas[0])
+        rec = NoiseRecorder(noise_seed)
         saved = lcm_mod.randn_tensor
         lcm_mod.randn_tensor = lambda shape, generator=None, device=None, dtype=None: rec.randn_like(  # noqa: E731
             torch.empty(shape))
@@ -476,7 +476,13 @@ def run_diffusers_multistep(gmm, out, meta):
                 traj.append((x.double().numpy() * math.sqrt(1 + sigmas[k + 1] ** 2)).astype(np.float32))
         finally:
             lcm_mod.randn_tensor = saved
-        store_case(out, meta, name, "lcm", "", x_ve0, np.array(sigmas), rec, traj, traj[-1])
+        return x_ve0, np.array(sigmas), rec, traj
+
+    # LCM: the boundary condition made negligible (timestep_scaling 1e4: c_skip < 1e-10) so that the
+    # reference's denoised is the model's x0; the condition itself belongs to difusa's model wrapper
+    for idx, (name, steps) in enumerate([("d_lcm", 4), ("d_lcm_8", 8)]):
+        x_ve0, sigmas, rec, traj = lcm_run(steps, 1e4, 20 + idx, 5000 + idx)
+        store_case(out, meta, name, "lcm", "", x_ve0, sigmas, rec, traj, traj[-1])
 
     # LCM with its boundary condition (diffusers' defaults: timestep_scaling 10, sigma_data 0.5): the C
     # side runs the lcm sampler on difusa's model wrapper (consistency on, SD's schedule, integer
@@ -485,26 +491,10 @@ def run_diffusers_multistep(gmm, out, meta):
     # condition count, c_skip from 0.04 at t = 259 to 0.87 at t = 19)
     for idx, (name, steps, scaling) in enumerate([("d_lcm_boundary", 4, 10.0), ("d_lcm_boundary_8", 8, 10.0),
                                                   ("d_lcm_boundary_2", 2, 10.0), ("d_lcm_boundary_ts", 8, 0.01)]):
-        sch = LCMScheduler(**sd_scheduler_config(), timestep_scaling=scaling)
-        sch.set_timesteps(steps)
-        ac = sch.alphas_cumprod.double().numpy()
-        ts = [int(t) for t in sch.timesteps]
-        sigmas = [sig(ac[t]) for t in ts] + [0.0]
-        x_ve0, x = start(30 + idx, sigmas[0])
-        rec = NoiseRecorder(5100 + idx)
-        saved = lcm_mod.randn_tensor
-        lcm_mod.randn_tensor = lambda shape, generator=None, device=None, dtype=None: rec.randn_like(  # noqa: E731
-            torch.empty(shape))
-        traj = []
-        try:
-            for k, t in enumerate(ts):
-                x = sch.step(eps_at(x, sigmas[k]), t, x).prev_sample
-                traj.append((x.double().numpy() * math.sqrt(1 + sigmas[k + 1] ** 2)).astype(np.float32))
-        finally:
-            lcm_mod.randn_tensor = saved
+        x_ve0, sigmas, rec, traj = lcm_run(steps, scaling, 30 + idx, 5100 + idx)
         meta[f"{name}.denoiser"] = "eps_wrapper+consistency"
         meta[f"{name}.timestep_scaling"] = repr(scaling)
-        store_case(out, meta, name, "lcm", "", x_ve0, np.array(sigmas), rec, traj, traj[-1])
+        store_case(out, meta, name, "lcm", "", x_ve0, sigmas, rec, traj, traj[-1])
 
 
 # ---- diffusers' TCDScheduler (the denoiser carries SD's training schedule for the timesteps) ----

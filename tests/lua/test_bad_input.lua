@@ -99,7 +99,7 @@ local CASES = {
     local r, e = difusa.load(p)
     os.remove(p)
     return r, e
-  end, ".safetensors" },
+  end, ".safetensors: header too large" },
   { "truncated checkpoint", function()
     local d = TINY .. UNET_FILE
     local p = os.tmpname() .. ".safetensors"
@@ -115,14 +115,14 @@ local CASES = {
     local r, e = difusa.load_tensors(p)
     os.remove(p)
     return r, e
-  end, ".safetensors", "header" },
+  end, ".safetensors: header too large (1099511627776 bytes" },
   { "header that is not JSON", function()
     local p = os.tmpname() .. ".safetensors"
     write(p, string.pack("<I8", 12) .. "{not json}  ")
     local r, e = difusa.load_tensors(p)
     os.remove(p)
     return r, e
-  end, ".safetensors", "JSON" },
+  end, ".safetensors: header: invalid JSON at byte 1" },
   { "folder without a UNet", function()
     local d = tmpdir()
     assert(os.execute(string.format("cp -r '%s/.' '%s/' && rm -rf '%s/unet'", TINY, d, d)))
@@ -164,15 +164,16 @@ local CASES = {
     local r, e = difusa.image.load(p)
     os.remove(p)
     return r, e
-  end, ".png" },
-  { "missing image", function() return difusa.image.load("/nonexistent/init.png") end, "/nonexistent/init.png" },
+  end, ".png: bad chunk type" },
+  { "missing image", function() return difusa.image.load("/nonexistent/init.png") end,
+    "/nonexistent/init.png: cannot open" },
   -- sizes
   { "0 x 0 latent", function()
     local m = model()
     local cond = m.clip:encode({ "x", "" })
     local den = m.unet:denoiser { cond = cond:slice(1, 1), uncond = cond:slice(1, 2), cfg = 5 }
     return den(difusa.zeros { 1, 4, 0, 0 }, 1.0)
-  end, "0" },
+  end, "larger than padded input (2, 4, 0, 0)" },
   { "huge image", function()
     return difusa.randn { 1, 4, 1 << 20, 1 << 20, seed = 1 }
   end, "out of memory allocating 17592186044480 bytes" },
@@ -191,10 +192,12 @@ local CASES = {
     return den(difusa.zeros { 1, 3, 8, 8 }, 1.0)
   end, "x must be (B, 4, H, W) F32, got (2, 3, 8, 8)" },
   -- names and numbers
-  { "unknown sampler", function() return difusa.sampler("eulerr") end, "eulerr" },
-  { "unknown schedule", function() return difusa.sigmas(model(), 20, "karass") end, "karass" },
-  { "negative steps", function() return difusa.sigmas(model(), -3, "karras") end, "-3" },
-  { "zero steps", function() return difusa.sigmas(model(), 0, "leading") end, "steps" },
+  { "unknown sampler", function() return difusa.sampler("eulerr") end, "unknown sampler 'eulerr' (known: " },
+  { "unknown schedule", function() return difusa.sigmas(model(), 20, "karass") end, "unknown schedule 'karass'" },
+  { "negative steps", function() return difusa.sigmas(model(), -3, "karras") end,
+    "steps -3 must be in [1, 100000]" },
+  { "zero steps", function() return difusa.sigmas(model(), 0, "leading") end,
+    "steps 0 must be in [1, 100000]" },
   { "unknown sampler option", function()
     return difusa.sampler("euler_ancestral", { etaa = 1 })(function(v) return v * 0.5 end, difusa.zeros { 1, 4, 4, 4 },
       { 2, 1, 0 })
@@ -216,26 +219,28 @@ local CASES = {
   { "NaN sigma", function()
     local x = difusa.zeros { 1, 4, 4, 4 }
     return difusa.sampler("euler")(function(v) return v end, x, { 0 / 0, 0 })
-  end, "sigma" },
+  end, "sigmas[0] = ", "is not a noise level" },
   { "increasing sigmas", function()
     local x = difusa.zeros { 1, 4, 4, 4 }
     return difusa.sampler("euler")(function(v) return v end, x, { 1, 2, 0 })
-  end, "sigma" },
-  { "non-UTF-8 prompt", function() return model().clip:encode("a red \xff\xfe circle") end, "UTF-8" },
+  end, "sigmas must not increase (sigmas[1] = 2 > sigmas[0] = 1)" },
+  { "non-UTF-8 prompt", function() return model().clip:encode("a red \xff\xfe circle") end,
+    "invalid UTF-8 at byte 6" },
   { "class label out of range", function()
     local dit = assert(difusa.load_dit("tests/fixtures/dit/p4.safetensors", { heads = 2 }))
     return dit:denoiser { labels = { 5000 }, cfg = 4 }
-  end, "5000" },
+  end, "class 5000 outside 0..10" },
   -- plugins
   { "plugin with the wrong ABI", function() return difusa.plugins.load(build .. "/tests/plugins/bad_abi.so") end,
-    "bad_abi.so", "ABI" },
+    "bad_abi.so: plugin ABI version 99.0, but this host speaks" },
   { "plugin without the entry symbol", function()
     return difusa.plugins.load(build .. "/tests/plugins/no_entry.so")
-  end, "no_entry.so", "difusa_plugin_entry" },
+  end, "no_entry.so: not a difusa plugin: no symbol difusa_plugin_entry" },
   { "plugin whose init fails", function()
     return difusa.plugins.load(build .. "/tests/plugins/init_fail.so")
-  end, "init_fail.so" },
-  { "not a shared object", function() return difusa.plugins.load("README.md") end, "README.md" },
+  end, "init_fail.so: plugin test-plugin: init failed" },
+  { "not a shared object", function() return difusa.plugins.load("README.md") end, "README.md",
+    "invalid ELF header" },
   -- Lua callbacks
   { "callback that raises", function()
     local x = difusa.randn { 1, 4, 4, 4, seed = 2 }
@@ -249,7 +254,7 @@ local CASES = {
         { callback = function() coroutine.yield(1) end })
     end)
     return co()
-  end, "yield" },
+  end, "attempt to yield across a C-call boundary" },
   { "Lua denoiser returning the wrong shape", function()
     local x = difusa.randn { 1, 4, 4, 4, seed = 2 }
     return difusa.sampler("euler")(function() return difusa.zeros { 1, 4, 2, 2 } end, x, { 2, 1, 0 })
@@ -257,8 +262,9 @@ local CASES = {
   { "Lua denoiser returning nothing", function()
     local x = difusa.randn { 1, 4, 4, 4, seed = 2 }
     return difusa.sampler("euler")(function() end, x, { 2, 1, 0 })
-  end, "tensor" },
-  { "tensors of different shapes", function() return difusa.zeros { 2, 3 } + difusa.zeros { 3, 2 } end, "shape" },
+  end, "denoiser returned something else, not a tensor" },
+  { "tensors of different shapes", function() return difusa.zeros { 2, 3 } + difusa.zeros { 3, 2 } end,
+    "shapes (2, 3) and (3, 2) do not broadcast" },
 }
 
 for i, c in ipairs(CASES) do
