@@ -71,7 +71,7 @@ TEST_PLUGINS    = good bad_abi no_entry init_fail dup_name small_desc bad_sample
 TEST_PLUGIN_SO  = $(TEST_PLUGINS:%=$(BUILD)/tests/plugins/%.so)
 
 .PHONY: readme install-lua check-full all deps test asan-test bench install uninstall clean fixtures check-layers gpu-bundle
-.PHONY: install-samplers demo demo-grid install-rock check-faults longrun tsan-test fuzz
+.PHONY: install-samplers demo demo-grid install-rock check-faults longrun tsan-test fuzz bench-full
 
 all: $(LIB_A) $(LIB_SO)
 all: $(SAMPLER_SO) $(HOST) $(LUA_MODULE)
@@ -193,6 +193,17 @@ asan-test: deps
 
 bench: deps $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} $$b || exit 1; done
+
+# Full-size models against PyTorch (diffusers, fp32) and stable-diffusion.cpp on this machine, in one invocation
+# (bench/full.sh; not in CI). Needs tools/.venv (PyTorch), ~25 GB of random-weight models generated under
+# build/bench-models, and stable-diffusion.cpp's CLI from tools/build-sdcpp.sh (skipped when absent). Writes
+# build/bench-full/ and copies the table and plot to docs/ for the README. BENCH_CASES picks a subset.
+bench-full: deps all $(BUILD)/bench/sgemm_peak
+	@test -x tools/.venv/bin/python || (python3 -m venv tools/.venv && tools/.venv/bin/pip install -r tools/requirements.txt)
+	@tools/.venv/bin/python tools/gen_bench_models.py build/bench-models
+	@HOST=$(HOST) sh bench/full.sh
+	@cp build/bench-full/bench-full.md docs/bench-full.md
+	@if [ -f build/bench-full/bench-full.png ]; then cp build/bench-full/bench-full.png docs/bench-full.png; fi
 
 # Everything bench/gpu-check.sh needs on a GPU machine that has no packages:
 # the binaries, the fixtures and every shared library but the C library's.

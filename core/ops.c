@@ -5,6 +5,7 @@
 #include "backend.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 static const char *const op_names[] = {
@@ -31,6 +32,18 @@ static const char *const op_names[] = {
 _Static_assert(sizeof op_names / sizeof op_names[0] == DF_OP_COUNT, "op name table out of step");
 
 const char *df_op_name(df_op op) { return (unsigned)op < DF_OP_COUNT ? op_names[op] : "?"; }
+
+static _Atomic uint64_t flops_done;
+
+uint64_t df_flops(void) { return atomic_load_explicit(&flops_done, memory_order_relaxed); }
+
+void df_flops_reset(void) { atomic_store_explicit(&flops_done, 0, memory_order_relaxed); }
+
+/* 2 * the multiply-adds of a GEMM-like op, counted once its checks pass. */
+static void count_flops(int64_t mul_adds)
+{
+    atomic_fetch_add_explicit(&flops_done, 2 * (uint64_t)mul_adds, memory_order_relaxed);
+}
 
 df_conv2d_params df_conv2d_default_params(void) { return (df_conv2d_params){1, 1, 0, 0, 0, 0}; }
 
@@ -155,6 +168,7 @@ int df_conv2d(const df_tensor *x, const df_tensor *w, const df_tensor *b, const 
         (rc = fits_blas(op, "input plane", x->shape[2] * x->shape[3])) ||
         (rc = fits_blas(op, "kernel volume", w->shape[1] * w->shape[2] * w->shape[3])))
         return rc;
+    count_flops(shape[0] * shape[1] * shape[2] * shape[3] * w->shape[1] * w->shape[2] * w->shape[3]);
     RUN(x, 4, shape, DF_F32, be->conv2d(be, x, w, b, p, y));
 }
 
@@ -178,6 +192,7 @@ int df_linear(const df_tensor *x, const df_tensor *w, const df_tensor *b, df_ten
     if ((rc = fits_blas(op, "row count", df_tensor_numel(x) / (w->shape[1] ? w->shape[1] : 1))) ||
         (rc = fits_blas(op, "feature count", w->shape[0] > w->shape[1] ? w->shape[0] : w->shape[1])))
         return rc;
+    count_flops(df_tensor_numel(x) * w->shape[0]);
     RUN(x, x->ndim, shape, DF_F32, be->linear(be, x, w, b, y));
 }
 
@@ -200,6 +215,7 @@ int df_matmul(const df_tensor *a, const df_tensor *b, int trans_a, int trans_b, 
     int64_t batch = ba > bb ? ba : bb;
     int64_t shape[3] = {batch, m, n};
     if ((rc = fits_blas(op, "dimension", m > n ? (m > ka ? m : ka) : (n > ka ? n : ka)))) return rc;
+    count_flops(batch * m * n * ka);
     RUN(a, 3, shape, DF_F32, be->matmul(be, a, b, trans_a, trans_b, batch, m, n, ka, y));
 }
 
@@ -322,6 +338,7 @@ static int attention(const df_tensor *q, const df_tensor *k, const df_tensor *v,
         return rc;
     if (scale <= 0) scale = 1.0f / sqrtf((float)(q->shape[2] / heads));
     int64_t shape[3] = {q->shape[0], q->shape[1], v->shape[2]};
+    count_flops(q->shape[0] * q->shape[1] * k->shape[1] * (q->shape[2] + v->shape[2]));
     RUN(q, 3, shape, DF_F32, be->attention(be, q, k, v, heads, scale, causal, y));
 }
 

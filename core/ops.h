@@ -34,6 +34,14 @@ typedef enum {
 
 DF_API const char *df_op_name(df_op op);
 
+/* The multiply-add work the ops have run in this process, as FLOPs (2 per
+ * multiply-add) over conv2d, linear, matmul and attention (QKᵀ and AV),
+ * counted from the shapes each call was given, on any backend. For
+ * benchmarks: one UNet step's count divided by the measured GEMM rate is the
+ * step's time bound. Process-wide and atomic; df_flops_reset() zeroes it. */
+DF_API uint64_t df_flops(void);
+DF_API void df_flops_reset(void);
+
 typedef enum { DF_SILU, DF_GELU, DF_GELU_TANH, DF_QUICK_GELU, DF_UNARY_COUNT } df_unary_op;
 typedef enum { DF_ADD, DF_SUB, DF_MUL, DF_DIV, DF_BINARY_COUNT } df_binary_op;
 typedef enum { DF_REDUCE_MEAN, DF_REDUCE_VAR } df_reduce_op;

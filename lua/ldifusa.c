@@ -109,6 +109,15 @@ static int l_clock(lua_State *L)
     return 1;
 }
 
+/* difusa.flops([reset]) -> the FLOPs the GEMM-like ops have run in this process (2 per multiply-add, from
+ * their shapes; see df_flops); with reset true, zeroes the count after reading it. For benchmarks. */
+static int l_flops(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)df_flops());
+    if (lua_toboolean(L, 1)) df_flops_reset();
+    return 1;
+}
+
 /* difusa.isatty(fd) */
 static int l_isatty(lua_State *L)
 {
@@ -131,6 +140,7 @@ static const luaL_Reg funcs[] = {
     {"_fail_alloc_after", l_fail_alloc_after},
     {"isatty", l_isatty},
     {"clock", l_clock},
+    {"flops", l_flops},
     {"device", l_device},
     {"devices", l_devices},
     {"log_level", l_log_level},

@@ -6,6 +6,7 @@
  * this one (test_ops_opencl.c) runs the same cases on an OpenCL device: inputs
  * are uploaded with df_tensor_to, outputs downloaded before the comparison. */
 #include "backend.h"
+#include "cpu/cpu.h"
 #include "ops.h"
 #include "testutil.h"
 
@@ -111,6 +112,16 @@ static void run_conv(const char *op, double tol)
 }
 
 Test(SUITE, conv2d) { run_conv("conv2d", TOL_F32); }
+#ifndef TEST_OPENCL
+/* The Winograd path with budgets small enough that the 20 output channels go in blocks of 16 and the
+ * 144 tiles in chunks of 16, against the same torch references. */
+Test(SUITE, conv2d_winograd_blocks_and_chunks)
+{
+    df_cpu_winograd_set_budget(1, 1);
+    run_conv("conv2d", TOL_F32);
+    df_cpu_winograd_set_budget(0, 0);
+}
+#endif
 Test(SUITE, conv2d_f16_weights) { run_conv("conv2d_f16", TOL_F16W); }
 Test(SUITE, conv2d_bf16_weights) { run_conv("conv2d_bf16", TOL_F16W); }
 
@@ -443,4 +454,44 @@ Test(SUITE, cast)
     cr_assert_gt(count_cases("cast") + (df_safetensors_find(fx, "cast.0.out_f16") != NULL), 0);
     run_cast("cast.0", "out_f16", DF_F16);
     run_cast("cast.0", "out_bf16", DF_BF16);
+}
+
+static df_tensor *zeros(int ndim, const int64_t *shape)
+{
+    df_tensor *t = df_tensor_new(NULL, DF_F32, ndim, shape);
+    cr_assert(t && df_fill(t, 0.0f) == DF_OK);
+    return dev(t);
+}
+
+/* df_flops: 2 per multiply-add of conv2d, linear, matmul and attention, from the shapes alone. */
+Test(SUITE, flops_count_the_multiply_adds)
+{
+    df_tensor *x = zeros(4, (int64_t[]){2, 3, 5, 7}), *w = zeros(4, (int64_t[]){4, 3, 3, 3}),
+              *a = zeros(3, (int64_t[]){2, 6, 8}), *lw = zeros(2, (int64_t[]){5, 8}), *y = NULL;
+    df_conv2d_params p = df_conv2d_default_params();
+    p.pad_h = p.pad_w = 1;
+    df_flops_reset();
+    cr_assert_eq(df_conv2d(x, w, NULL, &p, &y), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_flops(), 2ull * 2 * 4 * 5 * 7 * 3 * 3 * 3, "conv2d: %llu", (unsigned long long)df_flops());
+    df_tensor_free(y);
+    df_flops_reset();
+    cr_assert_eq(df_linear(a, lw, NULL, &y), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_flops(), 2ull * 12 * 8 * 5, "linear: %llu", (unsigned long long)df_flops());
+    df_tensor_free(y);
+    df_flops_reset();
+    cr_assert_eq(df_matmul(a, a, 0, 1, &y), DF_OK, "%s", df_last_error()); /* (2, 6, 8) x (2, 6, 8)ᵀ */
+    cr_assert_eq(df_flops(), 2ull * 2 * 6 * 6 * 8, "matmul: %llu", (unsigned long long)df_flops());
+    df_tensor_free(y);
+    df_flops_reset();
+    cr_assert_eq(df_attention(a, a, a, 2, 0.0f, &y), DF_OK, "%s", df_last_error()); /* QKᵀ and AV */
+    cr_assert_eq(df_flops(), 2ull * 2 * 6 * 6 * (8 + 8), "attention: %llu", (unsigned long long)df_flops());
+    df_tensor_free(y);
+    /* a call that fails its checks counts nothing */
+    df_flops_reset();
+    cr_assert_neq(df_linear(x, lw, NULL, &y), DF_OK);
+    cr_assert_eq(df_flops(), 0);
+    df_tensor_free(x);
+    df_tensor_free(w);
+    df_tensor_free(a);
+    df_tensor_free(lw);
 }

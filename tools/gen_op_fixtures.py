@@ -115,6 +115,11 @@ def gen_conv2d():
         (1, 32, 17, 17, 24, 3, 3, 1, 1, 1, True),
         (2, 3, 10, 10, 5, 4, 4, 2, 0, 0, True),
         (1, 8, 6, 6, 8, 3, 3, 1, 0, 0, False),
+        # large enough for the CPU backend's Winograd path (>= 64 tiles of 4 x 4): ragged edges, no padding,
+        # and a deep channel sum
+        (2, 16, 30, 33, 20, 3, 3, 1, 1, 1, True),
+        (1, 16, 38, 37, 12, 3, 3, 1, 0, 0, False),
+        (1, 64, 32, 32, 8, 3, 3, 1, 1, 1, True),
     ]
     for n, cin, h, w_, cout, kh, kw, s, ph, pw, bias in cases:
         c = Case("conv2d")

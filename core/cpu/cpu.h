@@ -14,6 +14,10 @@ typedef struct df_cpu_mem_stats {
 DF_API df_cpu_mem_stats df_cpu_mem_stats_get(void);
 DF_API void df_cpu_mem_stats_reset_peak(void);
 DF_API int df_cpu_threads(void);
+/* The scratch budgets of the Winograd convolution: the transformed weights of one block of output
+ * channels, and the transformed inputs and products of one chunk of tiles (0: the defaults, 48 and
+ * 32 MB). For tests, which make them small to run the blocking and chunking on small shapes. */
+DF_API void df_cpu_winograd_set_budget(size_t u_bytes, size_t tile_bytes);
 /* Frees the blocks the CPU backend keeps for reuse. */
 DF_API void df_cpu_cache_trim(void);
 
@@ -56,6 +60,11 @@ static inline float df_cpu_expf(float x)
 /* Kernels (cpu_ops.c, cpu_gemm.c). */
 DF_INTERNAL int df_cpu_conv2d(df_backend *be, const df_tensor *x, const df_tensor *w, const df_tensor *b,
                               const df_conv2d_params *p, df_tensor *y);
+/* Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (cpu_winograd.c): whether it takes this one
+ * (DIFUSA_CONV=im2col turns it off), and the kernel on f32 views of the weights. */
+DF_INTERNAL int df_cpu_winograd_applies(const df_tensor *w, const df_conv2d_params *p, const df_tensor *y);
+DF_INTERNAL int df_cpu_conv2d_winograd(const float *x, const float *w, const float *bias, const df_tensor *xt,
+                                       const df_tensor *wt, const df_conv2d_params *p, df_tensor *yt);
 DF_INTERNAL int df_cpu_linear(df_backend *be, const df_tensor *x, const df_tensor *w, const df_tensor *b,
                               df_tensor *y);
 DF_INTERNAL int df_cpu_matmul(df_backend *be, const df_tensor *a, const df_tensor *b, int trans_a, int trans_b,

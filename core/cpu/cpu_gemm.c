@@ -1,5 +1,6 @@
 /* The GEMM-shaped kernels of the CPU backend: conv2d (1x1 as a plain GEMM,
- * others as im2col in bounded column tiles feeding sgemm), linear, batched
+ * 3x3 stride 1 by Winograd (cpu_winograd.c), others as im2col in bounded
+ * column tiles feeding sgemm), linear, batched
  * matmul and blockwise attention. All GEMMs go through the tuned BLAS. */
 #include "cpu.h"
 
@@ -76,6 +77,12 @@ int df_cpu_conv2d(df_backend *be, const df_tensor *x, const df_tensor *w, const 
     }
     const float *xd = df_cpu_f32(x);
     float *yd = df_cpu_f32_mut(y);
+    if (df_cpu_winograd_applies(w, p, y)) {
+        int rc = df_cpu_conv2d_winograd(xd, wf, bf, x, w, p, y);
+        df_cpu_scratch_free(tw, nw);
+        df_cpu_scratch_free(tb, nb);
+        return rc;
+    }
     int direct = kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
                  p->pad_bottom == 0 && p->pad_right == 0;
     int64_t tile = 0;
