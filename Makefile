@@ -209,9 +209,11 @@ bench-full: deps all $(BUILD)/bench/sgemm_peak
 # the binaries, the fixtures and every shared library but the C library's.
 GPU_BUNDLE = build/gpu-bundle
 gpu-bundle: $(BUILD)/tests/test_opencl $(BUILD)/tests/test_ops_opencl $(BUILD)/tests/test_clip_opencl \
-            $(BUILD)/tests/test_unet_opencl $(BUILD)/tests/test_dit_opencl $(BUILD)/bench/bench_ops $(BUILD)/bench/opencl_devices
+            $(BUILD)/tests/test_unet_opencl $(BUILD)/tests/test_dit_opencl $(BUILD)/bench/bench_ops $(BUILD)/bench/opencl_devices \
+            $(HOST) $(SAMPLER_SO)
 	@rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/bin $(GPU_BUNDLE)/lib
-	cp $^ $(GPU_BUNDLE)/bin/
+	cp $(filter-out $(SAMPLER_SO),$^) $(GPU_BUNDLE)/bin/
+	@mkdir -p $(GPU_BUNDLE)/bin/samplers && cp $(SAMPLER_SO) $(GPU_BUNDLE)/bin/samplers/
 	@for b in $^; do ldd $$b | awk '$$3 ~ /^\// {print $$3}'; done | sort -u | \
 	  grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' | \
 	  while read -r l; do cp -L "$$l" $(GPU_BUNDLE)/lib/; done

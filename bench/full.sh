@@ -18,6 +18,8 @@ THREADS=${OMP_NUM_THREADS:-$(nproc)}
 CASES=${BENCH_CASES:-"sd15:256 sd15:512 sd21b:256 sd21b:512 sdxl:512 sdxl:1024 dit_xl2:256"}
 TOOLS=${BENCH_TOOLS:-"difusa torch sdcpp"}
 OPENCL_CASES=${BENCH_OPENCL_CASES-"sd15:256"}
+IM2COL_CASES=${BENCH_IM2COL_CASES-"sd15:256 sd15:512"} # difusa again with Winograd off: the lever, measured
+REPEAT=${BENCH_REPEAT:-2} # difusa and PyTorch runs per case, interleaved; the report keeps each one's best
 HOST=${HOST:-build/release/difusa}
 PY=tools/.venv/bin/python
 SDCPP=build/bench/sdcpp/bin/sd
@@ -83,9 +85,13 @@ echo "  $(tail -n 1 "$OUT/logs/sgemm_peak.log")" >&2
 
 for c in $CASES; do
   model=${c%%:*} size=${c##*:}
-  steps=3
-  [ "$model:$size" = sdxl:1024 ] && steps=2 # the "one step": the first and one measured
+  steps=3 rounds=$REPEAT
+  [ "$model:$size" = sdxl:1024 ] && steps=2 rounds=1 # the "one step": the first and one measured
+  r=0
+  while [ $r -lt "$rounds" ]; do
+  r=$((r + 1))
   for tool in $TOOLS; do
+    [ $r -gt 1 ] && [ "$tool" = sdcpp ] && continue # one run: it is several times slower than both
     case $model:$tool in
     dit_xl2:difusa)
       run difusa "$model" "$size" "$HOST" bench/full.lua dit "$MODELS/dit_xl2/DiT-XL-2-256.safetensors" "$size" \
@@ -97,7 +103,12 @@ for c in $CASES; do
     *:difusa)
       run difusa "$model" "$size" "$HOST" bench/full.lua sd "$MODELS/$model.safetensors" "$size" "$steps" cpu
       case " $OPENCL_CASES " in *" $c "*)
-        run difusa-opencl "$model" "$size" "$HOST" bench/full.lua sd "$MODELS/$model.safetensors" "$size" "$steps" opencl ;;
+        [ $r -eq 1 ] && run difusa-opencl "$model" "$size" "$HOST" bench/full.lua sd "$MODELS/$model.safetensors" \
+          "$size" "$steps" opencl ;;
+      esac
+      case " $IM2COL_CASES " in *" $c "*)
+        run difusa-im2col "$model" "$size" env DIFUSA_CONV=im2col "$HOST" bench/full.lua sd \
+          "$MODELS/$model.safetensors" "$size" "$steps" cpu ;;
       esac ;;
     *:torch)
       run torch "$model" "$size" "$PY" tools/bench_torch.py sd "$MODELS/$model" "$size" "$steps" cpu ;;
@@ -110,6 +121,7 @@ for c in $CASES; do
         echo "bench-full: no $SDCPP, stable-diffusion.cpp skipped (see the README's performance section)" >&2
       fi ;;
     esac
+  done
   done
 done
 
