@@ -86,6 +86,20 @@ static void transform_weights(const float *w, int64_t cin, int64_t co0, int64_t 
     }
 }
 
+/* out = mat · in for a constant rows x a matrix and an a x a patch (inlined, so the zeros and ones fold). */
+static inline void left_mul(int rows, const float mat[][A_IN], float in[A_IN][A_IN], float out[][A_IN])
+{
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++)
+#pragma GCC unroll 6
+        for (int c = 0; c < A_IN; c++) {
+            float acc = 0;
+#pragma GCC unroll 6
+            for (int k = 0; k < A_IN; k++) acc += mat[i][k] * in[k][c];
+            out[i][c] = acc;
+        }
+}
+
 typedef struct {
     int64_t n, cin, h, w, th, tw, ho, wo;
     int pad_h, pad_w;
@@ -108,16 +122,8 @@ static void transform_input(const float *x, const geom *g, int64_t t0, int64_t n
                     d[r][c] = (iy >= 0 && iy < g->h && ix >= 0 && ix < g->w) ? src[iy * g->w + ix] : 0.0f;
                 }
             }
-            float s[A_IN][A_IN]; /* Bᵀ d */
-#pragma GCC unroll 6
-            for (int i = 0; i < A_IN; i++)
-#pragma GCC unroll 6
-                for (int c = 0; c < A_IN; c++) {
-                    float acc = 0;
-#pragma GCC unroll 6
-                    for (int k = 0; k < A_IN; k++) acc += BT[i][k] * d[k][c];
-                    s[i][c] = acc;
-                }
+            float s[A_IN][A_IN];
+            left_mul(A_IN, BT, d, s); /* Bᵀ d */
 #pragma GCC unroll 6
             for (int i = 0; i < A_IN; i++)
 #pragma GCC unroll 6
@@ -143,15 +149,7 @@ static void transform_output(const float *mm, const geom *g, int64_t cout, int64
             float m[A_IN][A_IN], s[M_OUT][A_IN];
             for (int i = 0; i < A_IN; i++)
                 for (int j = 0; j < A_IN; j++) m[i][j] = mm[((int64_t)(i * A_IN + j) * nco + c) * nt + t];
-#pragma GCC unroll 4
-            for (int a = 0; a < M_OUT; a++)
-#pragma GCC unroll 6
-                for (int j = 0; j < A_IN; j++) {
-                    float acc = 0;
-#pragma GCC unroll 6
-                    for (int k = 0; k < A_IN; k++) acc += AT[a][k] * m[k][j];
-                    s[a][j] = acc;
-                }
+            left_mul(M_OUT, AT, m, s); /* Aᵀ M */
             float *dst = y + (img * cout + co0 + c) * g->ho * g->wo;
             for (int a = 0; a < M_OUT; a++) {
                 int64_t oy = ty * M_OUT + a;

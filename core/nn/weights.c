@@ -236,7 +236,12 @@ int df_weights_get(const df_weights *w, const char *name, df_backend *be, int wa
 {
     *out = NULL;
     df_safetensors *file = NULL;
-    if (!find(w, name, &file)) return df_error(DF_ENOTFOUND, "%s: tensor '%s' not found", w->path, name);
+    const df_st_info *info = find(w, name, &file);
+    if (!info) return df_error(DF_ENOTFOUND, "%s: tensor '%s' not found", w->path, name);
+    /* DIFUSA_WEIGHTS=f32 widens f16 / bf16 weights once, at load, instead of per op: twice the memory
+     * (SD1.5: 3.4 GB instead of 1.7), no per-step conversion. A benchmark lever (make bench-full). */
+    const char *mode = getenv("DIFUSA_WEIGHTS");
+    if (mode && !strcmp(mode, "f32") && (info->dtype == DF_F16 || info->dtype == DF_BF16)) want_f32 = 1;
     df_tensor *t = NULL;
     const char *real = resolve(w, name);
     int rc = want_f32 ? df_safetensors_get_f32(file, real, &t) : df_safetensors_get(file, real, &t);
