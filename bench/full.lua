@@ -70,7 +70,8 @@ local t0 = difusa.clock()
 local latent = difusa.sampler("euler")(denoise, x, sigmas, { callback = function(st)
   if device ~= "cpu" then st.x:to("cpu") end -- waits for the device's queue: the step's own time
   marks[st.i] = { difusa.clock(), difusa.flops(true) }
-  io.stderr:write(string.format("step %d/%d %.2f s\n", st.i, steps, marks[st.i][1] - (st.i > 1 and marks[st.i - 1][1] or t0)))
+  local since = st.i > 1 and marks[st.i - 1][1] or t0
+  io.stderr:write(string.format("step %d/%d %.2f s\n", st.i, steps, marks[st.i][1] - since))
 end })
 out.first_step_s = marks[1][1] - t0
 out.step_s = (marks[steps][1] - marks[1][1]) / (steps - 1)

@@ -21,7 +21,8 @@ assert(peak, src .. ": no sgemm rate")
 
 local tools = { "difusa", "difusa-im2col", "difusa-opencl", "torch", "sdcpp" }
 local label = { difusa = "difusa (CPU)", ["difusa-im2col"] = "difusa (CPU, Winograd off)",
-  ["difusa-opencl"] = "difusa (OpenCL on PoCL)", torch = "PyTorch fp32 (diffusers)", sdcpp = "stable-diffusion.cpp f16" }
+  ["difusa-opencl"] = "difusa (OpenCL on PoCL)", torch = "PyTorch fp32 (diffusers)",
+  sdcpp = "stable-diffusion.cpp f16" }
 local function num(v, fmt) return type(v) == "number" and string.format(fmt or "%.2f", v) or "—" end
 
 local md = { string.format("BLAS sgemm rate measured in the same run: %.0f GFLOP/s.", peak), "",

@@ -56,13 +56,10 @@ int df_cpu_winograd_applies(const df_tensor *w, const df_conv2d_params *p, const
      * costs more than the GEMM work it saves; measured on SD1.5's UNet (8 x 8 and 16 x 16 latents lose). */
     int64_t tiles = y->shape[0] * ((y->shape[2] + M_OUT - 1) / M_OUT) * ((y->shape[3] + M_OUT - 1) / M_OUT);
     if (tiles < WINO_MIN_TILES) return 0;
-    static int mode = -1; /* DIFUSA_CONV=im2col turns it off, to measure one against the other */
-    if (mode < 0) {
-        const char *e = getenv("DIFUSA_CONV");
-        mode = !(e && !strcmp(e, "im2col"));
-    }
-    return mode && w->shape[2] == 3 && w->shape[3] == 3 && p->stride_h == 1 && p->stride_w == 1 &&
-           p->pad_bottom == 0 && p->pad_right == 0;
+    const char *mode = getenv("DIFUSA_CONV"); /* im2col turns it off, to measure one against the other */
+    if (mode && !strcmp(mode, "im2col")) return 0;
+    return w->shape[2] == 3 && w->shape[3] == 3 && p->stride_h == 1 && p->stride_w == 1 && p->pad_bottom == 0 &&
+           p->pad_right == 0;
 }
 
 /* U[ξ][co][ci] for co in [co0, co0 + nco): G g Gᵀ of each 3x3 kernel. */
