@@ -32,20 +32,15 @@ int df_cpu_threads(void) { return omp_get_max_threads(); }
  * in fresh pages for every op (a third of PyTorch's CPU time on a UNet). */
 #define CACHE_MIN (256u << 10)   /* blocks below this go straight to malloc */
 #define CACHE_SLOTS 64
+/* 512 MiB: at 1 GiB, blocks the UNet left (f16 weights widened per op among
+ * them) sat in SD1.5 512²'s peak while the VAE decoded, 450 MiB more. */
 #define CACHE_MAX_BYTES ((size_t)512 << 20)
-/* A block not taken again within this many large allocations is stale (a UNet
- * step makes a few thousand; the VAE after the UNet needs other sizes): a miss
- * frees the stale blocks, so that one model's leftovers do not sit in the
- * process's peak memory while the next runs. */
-#define CACHE_STALE 8192
 
 static struct {
     omp_lock_t lock;
     int ready;
     void *ptr[CACHE_SLOTS];
     size_t size[CACHE_SLOTS];
-    uint64_t stamp[CACHE_SLOTS];
-    uint64_t clock; /* large allocations so far */
     size_t total;
 } cache;
 
@@ -67,24 +62,14 @@ static void *cache_take(size_t bytes, size_t *got)
         if (cache.ptr[i] && cache.size[i] >= bytes && cache.size[i] <= bytes + bytes / 4 &&
             (best < 0 || cache.size[i] < cache.size[best]))
             best = i;
-    void *p = NULL, *stale[CACHE_SLOTS];
-    int n_stale = 0;
-    cache.clock++;
+    void *p = NULL;
     if (best >= 0) {
         p = cache.ptr[best];
         *got = cache.size[best];
         cache.ptr[best] = NULL;
         cache.total -= *got;
-    } else {
-        for (int i = 0; i < CACHE_SLOTS; i++)
-            if (cache.ptr[i] && cache.clock - cache.stamp[i] > CACHE_STALE) {
-                stale[n_stale++] = cache.ptr[i];
-                cache.total -= cache.size[i];
-                cache.ptr[i] = NULL;
-            }
     }
     omp_unset_lock(&cache.lock);
-    for (int i = 0; i < n_stale; i++) df_free(stale[i]);
     return p;
 }
 
@@ -98,7 +83,6 @@ static int cache_put(void *p, size_t bytes)
             if (!cache.ptr[i]) {
                 cache.ptr[i] = p;
                 cache.size[i] = bytes;
-                cache.stamp[i] = cache.clock;
                 cache.total += bytes;
                 kept = 1;
             }
