@@ -10,17 +10,23 @@ ITEMSIZE = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "I16": 
 
 
 def write_safetensors(path, tensors, metadata):
-    """tensors: name -> (dtype name, shape, little-endian bytes); metadata: str -> str."""
+    """tensors: name -> (dtype name, shape, data); metadata: str -> str. data is little-endian bytes, or a
+    torch tensor, turned into bytes only as it is written (so a checkpoint of several GB is never held twice)."""
+    def nbytes(data):
+        return len(data) if isinstance(data, (bytes, bytearray)) else data.numel() * data.element_size()
+
     header = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
-    blobs, off = [], 0
-    for name in sorted(tensors, key=lambda k: (-ITEMSIZE[tensors[k][0]], k)):
+    order, off = sorted(tensors, key=lambda k: (-ITEMSIZE[tensors[k][0]], k)), 0
+    for name in order:
         dtype, shape, data = tensors[name]
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + nbytes(data)]}
+        off += nbytes(data)
     h = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
     h += b" " * (-len(h) % 8)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+        f.write(struct.pack("<Q", len(h)) + h)
+        for name in order:
+            data = tensors[name][2]
+            f.write(data if isinstance(data, (bytes, bytearray)) else data.contiguous().numpy().tobytes())
     os.replace(tmp, path)

@@ -33,7 +33,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from fixture_io import ITEMSIZE  # noqa: E402
+import fixture_io  # noqa: E402
 
 TOKENIZER = os.path.join(HERE, "..", "models", "tiny-shapes", "tokenizer")
 DT = {torch.float32: "F32", torch.float16: "F16"}
@@ -87,29 +87,7 @@ def prefixed(sd, prefix):
 
 
 def write_safetensors(path, tensors, metadata):
-    """Streams name -> torch tensor to a safetensors file (a checkpoint of several GB is never held twice),
-    sorted as tools/fixture_io.py sorts, so that every tensor is aligned."""
-    header = {"__metadata__": dict(sorted(metadata.items()))}
-    order = sorted(tensors, key=lambda k: (-ITEMSIZE[DT[tensors[k].dtype]], k))
-    off = 0
-    for name in order:
-        t = tensors[name]
-        n = t.numel() * t.element_size()
-        header[name] = {"dtype": DT[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + n]}
-        off += n
-    h = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
-    h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(len(h).to_bytes(8, "little") + h)
-        for name in order:
-            f.write(tensors[name].contiguous().numpy().tobytes())
-    os.replace(tmp, path)
-
-
-def half_state(m, drop=()):
-    return {k: v.detach().half() for k, v in m.state_dict().items()
-            if "position_ids" not in k and not any(k.startswith(d) for d in drop)}
+    fixture_io.write_safetensors(path, {k: (DT[t.dtype], tuple(t.shape), t) for k, t in tensors.items()}, metadata)
 
 
 def write_json(path, obj):
