@@ -37,6 +37,30 @@ df_tensor *nn_get(nn_loader *L, int optional, const char *fmt, ...)
     return t;
 }
 
+void nn_expect(nn_loader *L, const df_tensor *t, const char *prefix, const char *name, int ndim, ...)
+{
+    if (L->rc || !t) return;
+    int64_t want[DF_MAX_DIMS];
+    int ok = t->ndim == ndim && ndim <= DF_MAX_DIMS;
+    va_list ap;
+    va_start(ap, ndim);
+    for (int i = 0; i < ndim && i < DF_MAX_DIMS; i++) {
+        want[i] = va_arg(ap, int);
+        if (i < t->ndim && want[i] >= 0 && t->shape[i] != want[i]) ok = 0;
+    }
+    va_end(ap);
+    if (ok) return;
+    char got[96], exp[96] = "(";
+    size_t n = 1;
+    for (int i = 0; i < ndim && i < DF_MAX_DIMS && n < sizeof exp; i++) {
+        if (want[i] < 0) n += (size_t)snprintf(exp + n, sizeof exp - n, "%s*", i ? ", " : "");
+        else n += (size_t)snprintf(exp + n, sizeof exp - n, "%s%lld", i ? ", " : "", (long long)want[i]);
+    }
+    if (n < sizeof exp) snprintf(exp + n, sizeof exp - n, ")");
+    L->rc = df_error(DF_ESHAPE, "%s: tensor '%s%s' has shape %s, expected %s", df_weights_path(L->w), prefix, name,
+                     df_tensor_shape_str(t, got, sizeof got), exp);
+}
+
 int nn_has(const nn_loader *L, const char *fmt, ...)
 {
     char name[512];
@@ -92,6 +116,23 @@ void nn_resnet_load(nn_loader *L, nn_resnet *r, const char *p, int groups, float
     r->conv2_b = nn_get(L, 0, "%sconv2.bias", p);
     r->short_w = nn_get(L, 1, "%sconv_shortcut.weight", p);
     r->short_b = nn_get(L, 1, "%sconv_shortcut.bias", p);
+    nn_expect(L, r->norm1_w, p, "norm1.weight", 1, -1);
+    nn_expect(L, r->conv1_b, p, "conv1.bias", 1, -1);
+    if (L->rc) return;
+    int in = (int)r->norm1_w->shape[0], out = (int)r->conv1_b->shape[0];
+    nn_expect(L, r->norm1_b, p, "norm1.bias", 1, in);
+    nn_expect(L, r->conv1_w, p, "conv1.weight", 4, out, in, 3, 3);
+    nn_expect(L, r->temb_w, p, "time_emb_proj.weight", 2, out, -1);
+    nn_expect(L, r->temb_b, p, "time_emb_proj.bias", 1, out);
+    nn_expect(L, r->norm2_w, p, "norm2.weight", 1, out);
+    nn_expect(L, r->norm2_b, p, "norm2.bias", 1, out);
+    nn_expect(L, r->conv2_w, p, "conv2.weight", 4, out, out, 3, 3);
+    nn_expect(L, r->conv2_b, p, "conv2.bias", 1, out);
+    nn_expect(L, r->short_w, p, "conv_shortcut.weight", 4, out, in, 1, 1);
+    nn_expect(L, r->short_b, p, "conv_shortcut.bias", 1, out);
+    if (!L->rc && in != out && !r->short_w)
+        L->rc = df_error(DF_ENOTFOUND, "%s: tensor '%sconv_shortcut.weight' missing (%d -> %d channels)",
+                         df_weights_path(L->w), p, in, out);
 }
 
 void nn_resnet_free(nn_resnet *r) { nn_free_tensors(&r->norm1_w, 12); }
@@ -138,6 +179,17 @@ void nn_attn_load(nn_loader *L, nn_attn *a, const char *p)
     a->v_b = nn_get(L, 1, "%sto_v.bias", p);
     a->o_w = nn_as_linear(L, nn_get(L, 0, "%sto_out.0.weight", p));
     a->o_b = nn_get(L, 1, "%sto_out.0.bias", p);
+    nn_expect(L, a->q_w, p, "to_q.weight", 2, -1, -1);
+    nn_expect(L, a->k_w, p, "to_k.weight", 2, -1, -1);
+    if (L->rc) return;
+    int inner = (int)a->q_w->shape[0], dim = (int)a->q_w->shape[1], ctx = (int)a->k_w->shape[1];
+    nn_expect(L, a->q_b, p, "to_q.bias", 1, inner);
+    nn_expect(L, a->k_w, p, "to_k.weight", 2, inner, ctx);
+    nn_expect(L, a->k_b, p, "to_k.bias", 1, inner);
+    nn_expect(L, a->v_w, p, "to_v.weight", 2, inner, ctx);
+    nn_expect(L, a->v_b, p, "to_v.bias", 1, inner);
+    nn_expect(L, a->o_w, p, "to_out.0.weight", 2, dim, inner);
+    nn_expect(L, a->o_b, p, "to_out.0.bias", 1, dim);
 }
 
 void nn_attn_free(nn_attn *a) { FREE_FIELDS(a); }
@@ -159,6 +211,34 @@ int nn_attn_forward(const nn_attn *a, const df_tensor *x, const df_tensor *ctx, 
 
 /* ---- Transformer2DModel ---- */
 
+/* A transformer block's shapes, against the width `inner` of proj_in's output: the norms, the queries of both
+ * attentions, the GEGLU feed-forward (2 x ff wide in, ff wide out). */
+static void tblock_expect(nn_loader *L, const nn_tblock *b, const char *p, int i, int inner)
+{
+    char q[512];
+    snprintf(q, sizeof q, "%stransformer_blocks.%d.", p, i);
+    nn_expect(L, b->ln1_w, q, "norm1.weight", 1, inner);
+    nn_expect(L, b->ln1_b, q, "norm1.bias", 1, inner);
+    nn_expect(L, b->ln2_w, q, "norm2.weight", 1, inner);
+    nn_expect(L, b->ln2_b, q, "norm2.bias", 1, inner);
+    nn_expect(L, b->ln3_w, q, "norm3.weight", 1, inner);
+    nn_expect(L, b->ln3_b, q, "norm3.bias", 1, inner);
+    nn_expect(L, b->attn1.q_w, q, "attn1.to_q.weight", 2, -1, inner);
+    nn_expect(L, b->attn1.o_w, q, "attn1.to_out.0.weight", 2, inner, -1);
+    nn_expect(L, b->attn2.q_w, q, "attn2.to_q.weight", 2, -1, inner);
+    nn_expect(L, b->attn2.o_w, q, "attn2.to_out.0.weight", 2, inner, -1);
+    nn_expect(L, b->ff_in_w, q, "ff.net.0.proj.weight", 2, -1, inner);
+    if (L->rc) return;
+    int ff2 = (int)b->ff_in_w->shape[0];
+    if (ff2 % 2) {
+        nn_expect(L, b->ff_in_w, q, "ff.net.0.proj.weight", 2, ff2 + 1, inner);  /* GEGLU: an even width */
+        return;
+    }
+    nn_expect(L, b->ff_in_b, q, "ff.net.0.proj.bias", 1, ff2);
+    nn_expect(L, b->ff_out_w, q, "ff.net.2.weight", 2, inner, ff2 / 2);
+    nn_expect(L, b->ff_out_b, q, "ff.net.2.bias", 1, inner);
+}
+
 void nn_transformer_load(nn_loader *L, nn_transformer *t, const char *p, int heads, int groups)
 {
     memset(t, 0, sizeof *t);
@@ -170,8 +250,21 @@ void nn_transformer_load(nn_loader *L, nn_transformer *t, const char *p, int hea
     t->in_b = nn_get(L, 0, "%sproj_in.bias", p);
     t->out_w = nn_get(L, 0, "%sproj_out.weight", p);
     t->out_b = nn_get(L, 0, "%sproj_out.bias", p);
+    nn_expect(L, t->norm_w, p, "norm.weight", 1, -1);
     if (L->rc) return;
+    int ch = (int)t->norm_w->shape[0];
     t->linear_proj = t->in_w->ndim == 2;
+    if (t->linear_proj) {
+        nn_expect(L, t->in_w, p, "proj_in.weight", 2, -1, ch);
+        if (!L->rc) nn_expect(L, t->out_w, p, "proj_out.weight", 2, ch, (int)t->in_w->shape[0]);
+    } else {
+        nn_expect(L, t->in_w, p, "proj_in.weight", 4, -1, ch, 1, 1);
+        if (!L->rc) nn_expect(L, t->out_w, p, "proj_out.weight", 4, ch, (int)t->in_w->shape[0], 1, 1);
+    }
+    nn_expect(L, t->norm_b, p, "norm.bias", 1, ch);
+    if (!L->rc) nn_expect(L, t->in_b, p, "proj_in.bias", 1, (int)t->in_w->shape[0]);
+    nn_expect(L, t->out_b, p, "proj_out.bias", 1, ch);
+    if (L->rc) return;
     while (nn_has(L, "%stransformer_blocks.%d.attn1.to_q.weight", p, t->depth)) t->depth++;
     if (!t->depth) {
         L->rc = df_error(DF_ENOTFOUND, "%s: '%s' has no transformer blocks", df_weights_path(L->w), p);
@@ -198,6 +291,7 @@ void nn_transformer_load(nn_loader *L, nn_transformer *t, const char *p, int hea
         b->ff_in_b = nn_get(L, 0, "%stransformer_blocks.%d.ff.net.0.proj.bias", p, i);
         b->ff_out_w = nn_get(L, 0, "%stransformer_blocks.%d.ff.net.2.weight", p, i);
         b->ff_out_b = nn_get(L, 0, "%stransformer_blocks.%d.ff.net.2.bias", p, i);
+        tblock_expect(L, b, p, i, (int)t->in_w->shape[0]);
     }
 }
 

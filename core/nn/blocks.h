@@ -20,6 +20,10 @@ typedef struct nn_loader {
  * unless `optional`. Stored dtype (f16 weights stay f16). */
 DF_INTERNAL df_tensor *nn_get(nn_loader *L, int optional, const char *fmt, ...) DF_PRINTF(3, 4);
 DF_INTERNAL int nn_has(const nn_loader *L, const char *fmt, ...) DF_PRINTF(2, 3);
+/* When `t` is loaded (not NULL, rc clear) and its shape is not the `ndim`
+ * sizes that follow (ints; -1: any size), sets rc to an error naming the
+ * tensor, prefix + name, with both shapes. */
+DF_INTERNAL void nn_expect(nn_loader *L, const df_tensor *t, const char *prefix, const char *name, int ndim, ...);
 /* A 1x1-conv weight (C, C, 1, 1) viewed as a linear one (C, C); others unchanged. */
 DF_INTERNAL df_tensor *nn_as_linear(nn_loader *L, df_tensor *w);
 

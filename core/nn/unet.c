@@ -318,6 +318,17 @@ int df_unet_load(df_weights *w, const char *prefix, df_backend *be, const df_une
     u->norm_out_b = nn_get(&L, 0, "%sconv_norm_out.bias", np);
     u->conv_out_w = nn_get(&L, 0, "%sconv_out.weight", np);
     u->conv_out_b = nn_get(&L, 0, "%sconv_out.bias", np);
+    int c0 = c->channels[0], ted = c->time_embed_dim;
+    nn_expect(&L, u->conv_in_w, np, "conv_in.weight", 4, c0, c->in_channels, 3, 3);
+    nn_expect(&L, u->conv_in_b, np, "conv_in.bias", 1, c0);
+    nn_expect(&L, u->time1_w, np, "time_embedding.linear_1.weight", 2, ted, c0);
+    nn_expect(&L, u->time1_b, np, "time_embedding.linear_1.bias", 1, ted);
+    nn_expect(&L, u->time2_w, np, "time_embedding.linear_2.weight", 2, ted, ted);
+    nn_expect(&L, u->time2_b, np, "time_embedding.linear_2.bias", 1, ted);
+    nn_expect(&L, u->norm_out_w, np, "conv_norm_out.weight", 1, c0);
+    nn_expect(&L, u->norm_out_b, np, "conv_norm_out.bias", 1, c0);
+    nn_expect(&L, u->conv_out_w, np, "conv_out.weight", 4, c->out_channels, c0, 3, 3);
+    nn_expect(&L, u->conv_out_b, np, "conv_out.bias", 1, c->out_channels);
     if ((rc = L.rc)) goto fail;
     *out = u;
     return DF_OK;

@@ -136,6 +136,9 @@ static void load_half(nn_loader *L, const df_vae_config *c, vae_half *h, int dec
     h->norm_out_b = nn_get(L, 0, "%sconv_norm_out.bias", hn);
     h->conv_out_w = nn_get(L, 0, "%sconv_out.weight", hn);
     h->conv_out_b = nn_get(L, 0, "%sconv_out.bias", hn);
+    nn_expect(L, h->conv_in_w, hn, "conv_in.weight", 4, -1, dec ? c->latent_channels : c->image_channels, 3, 3);
+    nn_expect(L, h->conv_out_w, hn, "conv_out.weight", 4, dec ? c->image_channels : 2 * c->latent_channels, -1, 3, 3);
+    if (!L->rc) nn_expect(L, h->norm_out_w, hn, "conv_norm_out.weight", 1, (int)h->conv_out_w->shape[1]);
     char p[300];
     int nres = dec ? c->layers_per_block + 1 : c->layers_per_block;
     for (int i = 0; i < c->levels; i++) {

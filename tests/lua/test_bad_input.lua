@@ -144,7 +144,18 @@ local CASES = {
     return with_model(tiny_with_unet(function(h, data)
       return h:gsub('("conv_in%.weight":{"dtype":"F16","shape":)%[16,4,3,3%]', "%1[16,4,1,9]"), data
     end), one_step)
-  end, "kernel 1x9" },
+  end, "tensor 'conv_in.weight' has shape (16, 4, 1, 9), expected (16, 4, 3, 3)" },
+  { "wrong shape inside a resnet", function()
+    return with_model(tiny_with_unet(function(h, data)
+      return h:gsub('("mid_block%.resnets%.0%.norm2%.weight":{"dtype":"F16","shape":)%[32%]', "%1[2,16]"), data
+    end), one_step)
+  end, "tensor 'mid_block.resnets.0.norm2.weight' has shape (2, 16), expected (32)" },
+  { "transposed feed-forward weight", function()
+    return with_model(tiny_with_unet(function(h, data)
+      return h:gsub('("mid_block%.attentions%.0%.transformer_blocks%.0%.ff%.net%.2%.weight":{"dtype":"F16","shape":)' ..
+        '%[32,128%]', "%1[128,32]"), data
+    end), one_step)
+  end, "tensor 'mid_block.attentions.0.transformer_blocks.0.ff.net.2.weight' has shape (128, 32), expected (32, 128)" },
   { "NaN weights", function()
     return with_model(tiny_with_unet(function(h, data)
       local a, b = offsets(h, "conv_in.weight")
