@@ -49,17 +49,18 @@ import dit as ditmod  # noqa: E402
 import shapes  # noqa: E402
 
 SEED = 20240607
-STAGE_ID = {"vae": 1, "unet": 2, "dit": 3, "eval": 9}
+STAGE_ID = {"vae": 1, "unet": 2, "dit": 3, "decoder": 4, "eval": 9}
 
 CFG = {
     "seed": SEED,
     # rendered once per stage in parallel, then sampled per step (captions re-drawn per step)
-    "pool": dict(unet=200000, dit=100000, chunk=500),
+    "pool": dict(unet=200000, dit=100000, decoder=50000, chunk=500),
     "vae": dict(block_out_channels=[32, 64, 64], layers_per_block=1, norm_num_groups=8, latent_channels=4,
                 batch=64, steps=4000, lr=1e-3, warmup=200, kl_weight=1e-6, logvar_init=-8.0, ckpt_every=1000),
     "text": dict(vocab_size=49408, hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
                  max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5, bos_token_id=49406,
                  eos_token_id=49407, pad_token_id=1, projection_dim=64),
+    "decoder": dict(batch=32, steps=3000, lr=3e-4, warmup=100, grad_weight=1.0, ckpt_every=250),
     "unet": dict(block_out_channels=[64, 96, 128], layers_per_block=1, norm_num_groups=8, attention_head_dim=4,
                  batch=256, steps=6000, lr=1e-3, te_lr=5e-4, warmup=300, p_uncond=0.1, offset_noise=0.1,
                  weighting="trunc_min_snr", min_snr=5.0, snr_floor=1.0, weight_cap=10.0,
@@ -98,6 +99,44 @@ def lr_at(step, total, base, warmup):
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
+EXTEND = {}  # stage -> more steps (--extend): a finished stage reopened and trained on with a fresh schedule
+
+
+def phase(stage, c, state, ck):
+    """The training phase step state["step"] is in, as state["phases"] records them: the first is the stage's own
+    run (c["steps"] with c's batch and learning rates); --extend STAGE=N on a finished stage appends one of N more
+    steps that starts from the trained weights, optimiser and EMA, with a warm-up of a tenth (at most 100 steps)
+    and a cosine of its own, at the batch and rates c has then (--set). A resumed run keeps its phase's settings,
+    which are written into c. Returns (the phase, its end)."""
+    done = bool(ck and ck.get("done"))
+    ph = state.setdefault("phases", [])
+    keys = [k for k in ("batch", "lr", "te_lr") if k in c]
+    if not ph:  # the stage's own run, as the checkpoint's config had it
+        c0 = ck["config"][stage] if ck else c
+        ph.append(dict(start=0, steps=state["step"] if done else c0["steps"], warmup=c0["warmup"],
+                       **{k: c0[k] for k in keys}))
+    if done and EXTEND.get(stage):
+        n = EXTEND[stage]
+        ph.append(dict(start=state["step"], steps=n, warmup=min(100, max(1, n // 10)), **{k: c[k] for k in keys}))
+        log("[%s] extending by %d steps from step %d: %s" % (stage, n, state["step"], ph[-1]))
+    last = ph[-1]
+    c.update({k: last[k] for k in keys})
+    return last, last["start"] + last["steps"]
+
+
+def load_opt(opt, ck, stage):
+    """The optimiser state of a checkpoint; the shipped checkpoints were slimmed to the weights and EMA, so an
+    extension of those starts a fresh AdamW (its warm-up covers that)."""
+    if "opt" in ck:
+        opt.load_state_dict(ck["opt"])
+    else:
+        log("[%s] the checkpoint has no optimiser state: a fresh AdamW" % stage)
+
+
+def phase_lr(last, step, base):
+    return lr_at(step - last["start"], last["steps"], base, last["warmup"])
+
+
 class EMA:
     def __init__(self, model, decay):
         self.decay = decay
@@ -111,7 +150,7 @@ class EMA:
         torch._foreach_lerp_([self.shadow[k] for k in keys], [sd[k] for k in keys], 1 - d)
 
     def load(self, shadow):
-        self.shadow = {k: v.to(DEV) for k, v in shadow.items()}
+        self.shadow = {k: v.to(DEV, torch.float32) for k, v in shadow.items()}  # (the slimmed checkpoints hold f16)
 
     def copy_to(self, model):
         sd = model.state_dict()
@@ -442,13 +481,87 @@ def stage_vae():
                      "latent_std": std})
 
 
+def image_grad_l1(a, b):
+    """L1 distance of the horizontal and vertical pixel differences: weighs edges and corners, which the plain
+    pixel losses of a small decoder blur first."""
+    return ((a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])).abs().mean() + \
+        ((a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])).abs().mean()
+
+
+def stage_decoder():
+    """Fine-tunes the finished VAE's decoder (post_quant_conv and decoder) with the encoder frozen: the latents,
+    the scaling factor and so every stage trained on them stay valid, while the pictures decoded from them get
+    sharper (L1 + L2 + the L1 of pixel differences). Steps CFG["decoder"]["steps"] (--steps decoder=N), on the
+    first CFG["pool"]["decoder"] scenes of the VAE's pool; the result replaces vae.pt's final weights (the
+    original ones are kept in it as "final_before_decoder")."""
+    c = CFG["decoder"]
+    vpath, path = os.path.join(CKPT, "vae.pt"), os.path.join(CKPT, "decoder.pt")
+    vck = load_ckpt(vpath)
+    assert vck and vck.get("done"), "the vae stage has not finished"
+    if "decoder" in vck:
+        log("[decoder] done (%d steps, PSNR %.2f -> %.2f dB)" % (vck["decoder"]["steps"], vck["decoder"]["psnr_before"],
+                                                               vck["psnr"]))
+        return
+    vae, sf = load_final_vae()
+    vae.to(DEV)
+    vae.decoder.requires_grad_(True).train()
+    vae.post_quant_conv.requires_grad_(True)
+    params = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
+    opt = torch.optim.AdamW(params, lr=c["lr"], weight_decay=0.0)
+    ck = load_ckpt(path)
+    state = {"step": 0}
+    if ck:
+        vae.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        log("[decoder] resuming at step %d" % state["step"])
+    else:
+        log("[decoder] %.3fM decoder parameters, %d steps of %d" % (sum(p.numel() for p in params) / 1e6, c["steps"],
+                                                                   c["batch"]))
+    n = CFG["pool"]["decoder"]
+    CFG["pool"]["unet"], keep = n, CFG["pool"]["unet"]
+    pool = Pool("unet")  # the first n scenes of the VAE's own pool (same chunk seeds)
+    CFG["pool"]["unet"] = keep
+
+    def step_fn(step):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, c["steps"], c["lr"], c["warmup"])
+        x = pool.pixels(step_rng("vae", step, 1).integers(0, pool.n, c["batch"]))
+        with torch.no_grad():
+            post = vae.encode(x).latent_dist
+            z = post.mean + post.std * dev_randn(post.mean.shape, step_gen("vae", step, 1))
+        rec = vae.decode(z).sample
+        l1 = (rec - x).abs().mean()
+        l2 = ((rec - x) ** 2).mean()
+        lg = image_grad_l1(rec, x)
+        loss = l1 + l2 + c["grad_weight"] * lg
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"l1": l1.detach(), "l2": l2.detach(), "grad": lg.detach()}
+
+    def save_fn(st):
+        return {"model": vae.state_dict(), "opt": opt.state_dict(), "state": st, "config": CFG}
+
+    state = run_loop("decoder", c["steps"], c["ckpt_every"], state, step_fn, save_fn)
+    vae.eval().cpu()
+    round_f16(vae)
+    psnr, psnr_img = psnr_u8(vae, vae_eval_set())
+    log("[decoder] done in %s: PSNR %.2f dB (was %.2f), per-image mean %.2f dB" % (
+        fmt_time(state["elapsed"]), psnr, vck["psnr"], psnr_img))
+    vck.update(final_before_decoder=vck["final"], final=vae.state_dict(), psnr=psnr, psnr_per_image=psnr_img,
+               decoder=dict(steps=state["step"], elapsed=state["elapsed"], psnr_before=vck["psnr"],
+                            psnr_per_image_before=vck["psnr_per_image"], config=dict(c)))
+    save_ckpt(vpath, vck)
+
+
 # ------------------------------------------------------------------------------------------- unet + clip
 
 def stage_unet():
     c = CFG["unet"]
     path = os.path.join(CKPT, "unet.pt")
     ck = load_ckpt(path)
-    if ck and ck.get("done"):
+    if ck and ck.get("done") and not EXTEND.get("unet"):
         log("[unet] done (%s)" % fmt_time(ck["elapsed"]))
         return
     vae, sf = load_final_vae()
@@ -463,7 +576,7 @@ def stage_unet():
     if ck:
         unet.load_state_dict(ck["unet"])
         te.load_state_dict(ck["te"])
-        opt.load_state_dict(ck["opt"])
+        load_opt(opt, ck, "unet")
         ema_u.load(ck["ema_unet"])
         ema_t.load(ck["ema_te"])
         state = ck["state"]
@@ -472,13 +585,16 @@ def stage_unet():
         log("[unet] UNet %.3fM + text encoder %.3fM parameters, %d steps of %d, scaling factor %.5g" % (
             sum(p.numel() for p in unet.parameters()) / 1e6, sum(p.numel() for p in te.parameters()) / 1e6,
             c["steps"], c["batch"], sf))
+    last, total = phase("unet", c, state, ck)
+    for g, k in zip(opt.param_groups, ("lr", "te_lr")):
+        g["base"] = c[k]
     ac = sd_alphas_cumprod().to(DEV)
     weight = loss_weights(ac.cpu(), c).to(DEV)
     params = list(unet.parameters()) + list(te.parameters())
 
     def step_fn(step):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, c["steps"], g["base"], c["warmup"])
+            g["lr"] = phase_lr(last, step, g["base"])
         rng, gen = step_rng("unet", step), step_gen("unet", step)
         idx = rng.integers(0, pool.n, c["batch"])
         caps = [shapes.caption(pool.params[i], rng) for i in idx]
@@ -507,7 +623,7 @@ def stage_unet():
         return {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(), "ema_unet": ema_u.shadow,
                 "ema_te": ema_t.shadow, "state": st, "config": CFG}
 
-    state = run_loop("unet", c["steps"], c["ckpt_every"], state, step_fn, save_fn)
+    state = run_loop("unet", total, c["ckpt_every"], state, step_fn, save_fn)
     out = save_fn(state)
     out.update(done=True, elapsed=state["elapsed"])
     save_ckpt(path, out)
@@ -520,7 +636,7 @@ def stage_dit():
     c = CFG["dit"]
     path = os.path.join(CKPT, "dit.pt")
     ck = load_ckpt(path)
-    if ck and ck.get("done"):
+    if ck and ck.get("done") and not EXTEND.get("dit"):
         log("[dit] done (%s)" % fmt_time(ck["elapsed"]))
         return
     vae, sf = load_final_vae()
@@ -535,7 +651,7 @@ def stage_dit():
     state = {"step": 0}
     if ck:
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
+        load_opt(opt, ck, "dit")
         ema.load(ck["ema"])
         state = ck["state"]
         log("[dit] resuming at step %d" % state["step"])
@@ -543,12 +659,13 @@ def stage_dit():
         log("[dit] %.3fM parameters, %d classes, %d steps of %d" % (
             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, len(shapes.CLASSES), c["steps"],
             c["batch"]))
+    last, total = phase("dit", c, state, ck)
     params = [p for p in model.parameters() if p.requires_grad]
     weight = loss_weights(diff.alphas_cumprod, c).to(DEV)
 
     def step_fn(step):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, c["steps"], c["lr"], c["warmup"])
+            g["lr"] = phase_lr(last, step, c["lr"])
         rng, gen = step_rng("dit", step), step_gen("dit", step)
         ti = torch.from_numpy(rng.integers(0, pool.n, c["batch"])).to(DEV)
         z = (zmean[ti] + zstd[ti] * dev_randn(zmean[ti].shape, gen)) * sf
@@ -570,7 +687,7 @@ def stage_dit():
     def save_fn(st):
         return {"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow, "state": st, "config": CFG}
 
-    state = run_loop("dit", c["steps"], c["ckpt_every"], state, step_fn, save_fn)
+    state = run_loop("dit", total, c["ckpt_every"], state, step_fn, save_fn)
     out = save_fn(state)
     out.update(done=True, elapsed=state["elapsed"])
     save_ckpt(path, out)
@@ -981,12 +1098,15 @@ def stage_samples(partial=False):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["vae", "unet", "dit", "export", "samples", "all", "preview"])
+    ap.add_argument("stage", choices=["vae", "decoder", "unet", "dit", "export", "samples", "all", "preview"])
     ap.add_argument("--ckpt", default=None, help="checkpoint folder (default tools/train/ckpt)")
     ap.add_argument("--out", default=None, help="model folder (default models/tiny-shapes)")
     ap.add_argument("--samples", default=None, help="samples folder (default tools/train/samples)")
     ap.add_argument("--steps", default=None, help="override steps, e.g. vae=200,unet=300,dit=100 (pilot runs)")
     ap.add_argument("--pool", default=None, help="override pool sizes, e.g. unet=2000,dit=1000 (pilot runs)")
+    ap.add_argument("--extend", default=None,
+                    help="train finished stages on, e.g. unet=3000,dit=2000 (a fresh warm-up and cosine; see phase())")
+    ap.add_argument("--set", default=None, help="override settings, e.g. unet.batch=64,unet.lr=3e-4")
     ap.add_argument("--device", default="auto", help="torch device for the training stages (auto: cuda if any)")
     ap.add_argument("--deadline-s", type=float, default=None,
                     help="a training stage stops (and is finished as it is) this many seconds after the start")
@@ -1011,6 +1131,14 @@ def main():
             k, v = kv.split("=")
             CFG[k]["steps"] = int(v)
             CFG[k]["ckpt_every"] = min(CFG[k]["ckpt_every"], int(v))
+    for kv in (a.extend.split(",") if a.extend else []):
+        k, v = kv.split("=")
+        EXTEND[k] = int(v)
+    for kv in (a.set.split(",") if a.set else []):
+        k, v = kv.split("=")
+        st, key = k.split(".")
+        assert key in CFG[st], "unknown setting " + k
+        CFG[st][key] = type(CFG[st][key])(float(v)) if not isinstance(CFG[st][key], str) else v
     import gen_tokenizer_fixtures as gt
 
     gt.check_reference_env()
@@ -1019,7 +1147,8 @@ def main():
         torch.get_num_threads(), SEED, CKPT))
     t0 = time.time()
     stages = {"vae": [stage_vae], "unet": [stage_unet], "dit": [stage_dit], "export": [stage_export],
-              "samples": [stage_samples], "all": [stage_vae, stage_unet, stage_dit, stage_export, stage_samples],
+              "samples": [stage_samples], "decoder": [stage_decoder],
+              "all": [stage_vae, stage_decoder, stage_unet, stage_dit, stage_export, stage_samples],
               "preview": [lambda: stage_samples(partial=True)]}[a.stage]
     for f in stages:
         f()
