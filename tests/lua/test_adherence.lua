@@ -7,7 +7,7 @@ local A = require "analyse"
 local pipeline = require "pipeline"
 local T = {}
 local fx = "tests/fixtures/shapes/"
-local MODEL = "models/tiny-shapes"
+local MODEL = os.getenv("DIFUSA_ADHERENCE_MODEL") or "models/tiny-shapes"  -- another folder: a candidate model
 local host = arg and arg[-1] or "difusa"
 
 local model
@@ -69,12 +69,12 @@ function T.analyser_reads_the_datasets_own_pictures()
 end
 
 -- What the model's own VAE keeps: the dataset pictures encoded and decoded, read back. No generated picture can
--- do better than this ceiling (small shapes lose their corners in the 16 x 16 latents).
+-- do better than this ceiling (small shapes lose corners in the 16 x 16 latents: 80% of shapes survive).
 function T.vae_round_trip_keeps_what_the_analysis_reads()
   local m = sd()
   local ok, n = read_dataset(function(img, i) return m.vae:decode(m.vae:encode(img, { generator = difusa.generator(i) })) end)
   report("VAE round trip of the dataset pictures", ok, n, ATTRS)
-  for k, v in pairs { colour = 0.9, bg = 0.95, pos = 0.95, shape = 0.6 } do
+  for k, v in pairs { colour = 0.9, bg = 0.95, pos = 0.95, shape = 0.7 } do
     assert(share(ok[k], n) >= v, string.format("%s survives the VAE in only %.0f%%", k, 100 * share(ok[k], n)))
   end
 end
@@ -104,9 +104,9 @@ function T.default_model_follows_its_prompts()
   local c = counts.trained
   assert(i == 64 and c.n == 48)
   -- the targets of the default-model issue; shape is OPEN: the shipped model draws the right colour, background
-  -- and position but mostly rounded blobs (about 25% of shapes read right where the target is 70%), so only a
-  -- floor above chance (1 in 6) guards it against regressions until a longer-trained model lands
-  local need = { colour = 0.9, bg = 0.9, pos = 0.8, shape = 0.2 }
+  -- and position every time, but 58% of its shapes read right where the target is 70% (the VAE round trip keeps
+  -- 80%), so a floor well above chance (1 in 6) guards it against regressions until a longer-trained model lands
+  local need = { colour = 0.9, bg = 0.9, pos = 0.8, shape = 0.45 }
   for k, v in pairs(need) do
     assert(share(c[k], c.n) >= v, string.format("%s right on %.0f%% of trained prompts (< %.0f%%)", k,
       100 * share(c[k], c.n), 100 * v))

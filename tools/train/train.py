@@ -5,6 +5,7 @@ or a CPU, from fixed seeds.
 Stages (each resumes from its checkpoint in tools/train/ckpt/ and is skipped once done):
   vae      AutoencoderKL 64 x 64 x 3 -> 4 x 16 x 16, L1 + L2 + a small KL; then its weights are rounded to
            f16 (what is exported), its reconstruction PSNR is measured and the latent scaling factor set
+  decoder  the finished VAE's decoder fine-tuned with its encoder frozen (the latents stay valid): sharper edges
   unet     UNet2DConditionModel + CLIPTextModel trained jointly (epsilon, SD1's scaled_linear schedule)
   dit      the DiT (tools/train/dit.py, DiT's models.py layout) on the same latents, class = colour x shape
   export   writes models/tiny-shapes/ (f16 safetensors, diffusers layout; dit/ in DiT's original layout)
@@ -15,6 +16,7 @@ Stages (each resumes from its checkpoint in tools/train/ckpt/ and is skipped onc
 The shipped model: tools/train/gpu-train.sh (step counts sized to a time budget). On a CPU, in the background:
   TRAIN_THREADS=2 nohup tools/.venv/bin/python tools/train/train.py all >> tools/train/train.log 2>&1 &
 The same command resumes after an interruption (tools/train/README.md has the details and timings).
+--extend unet=N (dit=N) trains a finished stage on for N more steps (how the shipped model was finished on a CPU).
 """
 import argparse
 import json
@@ -43,6 +45,7 @@ import torch  # noqa: E402
 torch.set_num_threads(THREADS)
 torch.set_num_interop_threads(1)
 DEV = torch.device("cpu")  # set by --device
+PARTIAL = False  # --partial: export the newest checkpoints of unfinished stages (monitoring; never shipped)
 DEADLINE = None  # time.time() after which a training stage stops early (--deadline-s), None: never
 
 import dit as ditmod  # noqa: E402
@@ -296,6 +299,10 @@ def load_final_vae():
     assert ck and ck.get("done"), "the vae stage has not finished"
     vae = make_vae(ck["scaling_factor"])
     vae.load_state_dict(ck["final"])
+    dck = load_ckpt(os.path.join(CKPT, "decoder.pt")) if PARTIAL and "decoder" not in ck else None
+    if dck:  # --partial: the decoder stage's newest checkpoint
+        vae.load_state_dict(dck["model"])
+        round_f16(vae)
     return vae.eval().requires_grad_(False), ck["scaling_factor"]
 
 
@@ -765,8 +772,8 @@ def stage_export():
     from gen_pipeline_fixtures import dump_json, entry, f16_entries, write_tokenizer
 
     vae, sf = load_final_vae()
-    te, unet, _ = trained_models()
-    dmodel, _ = trained_dit()
+    te, unet, _ = trained_models(allow_partial=PARTIAL)
+    dmodel, _ = trained_dit(allow_partial=PARTIAL)
     os.makedirs(OUT, exist_ok=True)
     d = os.path.join(OUT, "text_encoder")
     os.makedirs(d, exist_ok=True)
@@ -819,19 +826,30 @@ def write_model_card(te, unet, vae, dmodel, sf):
                 files.append("| %s | %d |" % (os.path.relpath(p, OUT), os.path.getsize(p)))
     u, t, d, v = CFG["unet"], CFG["text"], CFG["dit"], CFG["vae"]
     ho = shapes.HELDOUT
+    history = ["- VAE: %d x %d" % (vck["state"]["step"], vck["config"]["vae"]["batch"])]
+    if "decoder" in vck:
+        history[0] += ", then its decoder alone (encoder frozen): %d x %d" % (
+            vck["decoder"]["steps"], vck["decoder"]["config"]["batch"])
+    for what, stage, ck in (("UNet + text encoder", "unet", uck), ("DiT", "dit", dck)):
+        done = ck["state"]["step"]
+        ph = ck["state"].get("phases") or [dict(start=0, steps=done, batch=ck["config"][stage]["batch"])]
+        history.append("- %s: %s" % (what, ", then ".join("%d x %d" % (min(q["steps"], done - q["start"]), q["batch"])
+                                                          for q in ph)))
+    history = "\n".join(history)
     text = """# tiny-shapes
 
 A tiny Stable Diffusion 1.x model in diffusers layout (text encoder, tokenizer, UNet, VAE, scheduler) and a tiny
-class-conditional DiT in the original DiT checkpoint layout, trained from scratch (on one GPU, within a
-fixed time budget: `tools/train/gpu-train.sh`) on a procedural dataset of 64 x 64 pictures of simple shapes
-(`tools/train/shapes.py`). Written by
-`tools/train/train.py export` (seed {seed}); how it was trained, the exact commands and the timings are in
-`tools/train/README.md`, sample grids and prompt-adherence numbers in `tools/train/samples/`.
+class-conditional DiT in the original DiT checkpoint layout, trained from scratch on a procedural dataset of
+64 x 64 pictures of simple shapes (`tools/train/shapes.py`). Written by `tools/train/train.py export` (seed
+{seed}); how it was trained, the exact commands and the timings are in `tools/train/README.md`, sample grids in
+`tools/train/samples/`. Training steps (x batch), as the checkpoints record them:
+
+{history}
 
 It is a test and demo model: it loads through exactly the code paths of a real SD1.x folder (and
 `StableDiffusionPipeline.from_pretrained`), at 64 x 64 pixels (16 x 16 latents). Use a low guidance scale
-(CFG 2 to 3 from noise, 5 for img2img): it follows colours, backgrounds and positions well but draws most
-shapes as rounded blobs (see `tools/train/README.md` for the measured adherence).
+(CFG 2 to 3 from noise, 5 for img2img). It follows colours, backgrounds and positions; shapes are its weak
+point (the project README has the measured prompt adherence).
 
 ## Prompts
 
@@ -874,7 +892,7 @@ output there (with diffusers' timestep projection set to DiT's frequency spacing
 | file | bytes |
 |---|---|
 {files}
-""".format(seed=SEED, shapes_=", ".join(shapes.SHAPES), colours=", ".join(shapes.COLOUR_NAMES),
+""".format(seed=SEED, history=history, shapes_=", ".join(shapes.SHAPES), colours=", ".join(shapes.COLOUR_NAMES),
            cs=", ".join("%s %s" % p for p in ho["colour_shape"]),
            sp=", ".join("%s %s" % (a, shapes.POS_PHRASE[b]) for a, b in ho["shape_position"]),
            cb=", ".join("%s on %s" % p for p in ho["colour_background"]),
@@ -1106,17 +1124,20 @@ def main():
     ap.add_argument("--pool", default=None, help="override pool sizes, e.g. unet=2000,dit=1000 (pilot runs)")
     ap.add_argument("--extend", default=None,
                     help="train finished stages on, e.g. unet=3000,dit=2000 (a fresh warm-up and cosine; see phase())")
+    ap.add_argument("--partial", action="store_true",
+                    help="export: take unfinished stages' newest checkpoints (to look at a run in progress)")
     ap.add_argument("--set", default=None, help="override settings, e.g. unet.batch=64,unet.lr=3e-4")
     ap.add_argument("--device", default="auto", help="torch device for the training stages (auto: cuda if any)")
     ap.add_argument("--deadline-s", type=float, default=None,
                     help="a training stage stops (and is finished as it is) this many seconds after the start")
     a = ap.parse_args()
-    global CKPT, OUT, SAMPLES, DEV, DEADLINE
+    global CKPT, OUT, SAMPLES, DEV, DEADLINE, PARTIAL
     DEV = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     if DEV.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+    PARTIAL = a.partial
     if a.deadline_s is not None:
         DEADLINE = time.time() + a.deadline_s
     if a.pool:
