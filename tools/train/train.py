@@ -318,12 +318,13 @@ def _render_chunk(job):
 
 
 class Pool:
-    """CFG["pool"][kind] scenes rendered once, in parallel (TRAIN_WORKERS processes, default one per CPU), from
-    fixed per-chunk seeds, so the pool is the same whatever the worker count. "unet": the training distribution
-    (held-out combinations excluded; one and two shapes); "dit": one-shape scenes of every class."""
+    """CFG["pool"][kind] (or n) scenes rendered once, in parallel (TRAIN_WORKERS processes, default one per
+    CPU), from fixed per-chunk seeds, so the pool is the same whatever the worker count (and a smaller one is the
+    start of a larger one). "unet": the training distribution (held-out combinations excluded; one and two
+    shapes); "dit": one-shape scenes of every class."""
 
-    def __init__(self, kind):
-        n, chunk = CFG["pool"][kind], CFG["pool"]["chunk"]
+    def __init__(self, kind, n=None):
+        n, chunk = n or CFG["pool"][kind], CFG["pool"]["chunk"]
         jobs = [(kind, k, min(chunk, n - k * chunk)) for k in range((n + chunk - 1) // chunk)]
         workers = max(1, min(len(jobs), int(os.environ.get("TRAIN_WORKERS", os.cpu_count() or 1))))
         t0 = time.time()
@@ -525,10 +526,7 @@ def stage_decoder():
     else:
         log("[decoder] %.3fM decoder parameters, %d steps of %d" % (sum(p.numel() for p in params) / 1e6, c["steps"],
                                                                    c["batch"]))
-    n = CFG["pool"]["decoder"]
-    CFG["pool"]["unet"], keep = n, CFG["pool"]["unet"]
-    pool = Pool("unet")  # the first n scenes of the VAE's own pool (same chunk seeds)
-    CFG["pool"]["unet"] = keep
+    pool = Pool("unet", CFG["pool"]["decoder"])  # the first scenes of the VAE's own pool (same chunk seeds)
 
     def step_fn(step):
         for g in opt.param_groups:
