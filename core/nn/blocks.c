@@ -211,7 +211,7 @@ int nn_attn_forward(const nn_attn *a, const df_tensor *x, const df_tensor *ctx, 
 
 /* ---- Transformer2DModel ---- */
 
-/* A transformer block's shapes, against the width `inner` of proj_in's output: the norms, the queries of both
+/* A transformer block's shapes, against the width `inner` of proj_in's output: the norms, the inputs of both
  * attentions, the GEGLU feed-forward (2 x ff wide in, ff wide out). */
 static void tblock_expect(nn_loader *L, const nn_tblock *b, const char *p, int i, int inner)
 {
@@ -223,15 +223,15 @@ static void tblock_expect(nn_loader *L, const nn_tblock *b, const char *p, int i
     nn_expect(L, b->ln2_b, q, "norm2.bias", 1, inner);
     nn_expect(L, b->ln3_w, q, "norm3.weight", 1, inner);
     nn_expect(L, b->ln3_b, q, "norm3.bias", 1, inner);
+    /* (each attention's output width equals its query's input width: nn_attn_load checked that) */
     nn_expect(L, b->attn1.q_w, q, "attn1.to_q.weight", 2, -1, inner);
-    nn_expect(L, b->attn1.o_w, q, "attn1.to_out.0.weight", 2, inner, -1);
     nn_expect(L, b->attn2.q_w, q, "attn2.to_q.weight", 2, -1, inner);
-    nn_expect(L, b->attn2.o_w, q, "attn2.to_out.0.weight", 2, inner, -1);
     nn_expect(L, b->ff_in_w, q, "ff.net.0.proj.weight", 2, -1, inner);
     if (L->rc) return;
     int ff2 = (int)b->ff_in_w->shape[0];
     if (ff2 % 2) {
-        nn_expect(L, b->ff_in_w, q, "ff.net.0.proj.weight", 2, ff2 + 1, inner);  /* GEGLU: an even width */
+        L->rc = df_error(DF_ESHAPE, "%s: tensor '%sff.net.0.proj.weight' is %d wide, not even (GEGLU's two halves)",
+                         df_weights_path(L->w), q, ff2);
         return;
     }
     nn_expect(L, b->ff_in_b, q, "ff.net.0.proj.bias", 1, ff2);
