@@ -7,6 +7,7 @@
 #include "nn/unet.h"
 #include "nn/vae.h"
 #include "testutil.h"
+#include "tmpdir.h"
 
 #ifdef TEST_OPENCL
 #define SUITE unet_opencl
@@ -211,6 +212,47 @@ Test(SUITE, bundle_single_file_and_folder)
     df_bundle_free(b);
     cr_assert_eq(df_bundle_load(VDIR "nothing-here", be, NULL, &b), DF_EIO);
     cr_assert(strstr(df_last_error(), "nothing-here"), "%s", df_last_error());
+}
+
+/* A wrong shape in a single LDM file is named as the file stores it, not by the diffusers name it is read as. */
+Test(SUITE, single_file_shape_error_names_the_stored_tensor)
+{
+    FILE *f = fopen(UDIR "sd1.safetensors", "rb");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    size_t n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc(n + 2), *o = malloc(n + 2);
+    cr_assert(s && o);
+    cr_assert_eq(fread(s, 1, n, f), n);
+    fclose(f);
+    /* the mid block's norm2 weight, (32) in the file, declared (2, 16): the header grows by two bytes */
+    const char *key = "\"model.diffusion_model.middle_block.0.out_layers.0.weight\":{\"dtype\":\"F16\",\"shape\":[32]";
+    char *hit = memmem(s, n, key, strlen(key));
+    cr_assert_not_null(hit, "the fixture's mid-block norm2 header entry");
+    size_t at = (size_t)(hit - s) + strlen(key) - 4, len = 0;
+    memcpy(&len, s, 8); /* little-endian u64, as the machine */
+    memcpy(o, s, at);
+    memcpy(o + at, "[2,16]", 6);
+    memcpy(o + at + 6, s + at + 4, n - at - 4);
+    len += 2;
+    memcpy(o, &len, 8);
+    free(s);
+    tmp_init("unet_shape");
+    const char *path = write_bytes("sd1.safetensors", o, n + 2);
+    free(o);
+    df_weights *w = NULL;
+    df_unet *u = NULL;
+    cr_assert_eq(df_weights_open(path, &w), DF_OK, "%s", df_last_error());
+    df_unet_load_params lp = df_unet_load_default_params();
+    lp.config_path = UDIR "sd1/unet/config.json";
+    cr_assert_eq(df_unet_load(w, NULL, be, &lp, &u), DF_ESHAPE, "%s", df_last_error());
+    cr_assert_null(u);
+    cr_assert(strstr(df_last_error(),
+                     "tensor 'model.diffusion_model.middle_block.0.out_layers.0.weight' has shape (2, 16), expected (32)"),
+              "%s", df_last_error());
+    df_weights_free(w);
+    tmp_teardown();
 }
 
 Test(SUITE, errors_name_the_problem)

@@ -57,8 +57,12 @@ void nn_expect(nn_loader *L, const df_tensor *t, const char *prefix, const char 
         else n += (size_t)snprintf(exp + n, sizeof exp - n, "%s%lld", i ? ", " : "", (long long)want[i]);
     }
     if (n < sizeof exp) snprintf(exp + n, sizeof exp - n, ")");
-    L->rc = df_error(DF_ESHAPE, "%s: tensor '%s%s' has shape %s, expected %s", df_weights_path(L->w), prefix, name,
-                     df_tensor_shape_str(t, got, sizeof got), exp);
+    /* named as the file stores it: an alias (a single file's LDM names, DiT's) resolves to the stored name */
+    char full[512];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    const df_st_info *info = df_weights_find(L->w, full);
+    L->rc = df_error(DF_ESHAPE, "%s: tensor '%s' has shape %s, expected %s", df_weights_path(L->w),
+                     info ? info->name : full, df_tensor_shape_str(t, got, sizeof got), exp);
 }
 
 int nn_has(const nn_loader *L, const char *fmt, ...)

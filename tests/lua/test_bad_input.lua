@@ -48,16 +48,31 @@ end
 
 local function rmdir(d) os.execute("rm -rf '" .. d .. "'") end
 
--- A copy of the tiny SD folder whose UNet file is edit(header, data) -> header, data.
-local function tiny_with_unet(edit)
-  local d = tmpdir()
-  assert(os.execute(string.format("cp -r '%s/.' '%s/'", TINY, d)))
-  local s = read(d .. UNET_FILE)
+-- Rewrites a safetensors file in place as edit(header, data) -> header, data.
+local function edit_safetensors(path, edit)
+  local s = read(path)
   local n = string.unpack("<I8", s)
-  local header, data = s:sub(9, 8 + n), s:sub(9 + n)
-  header, data = edit(header, data)
-  write(d .. UNET_FILE, string.pack("<I8", #header) .. header .. data)
+  local header, data = edit(s:sub(9, 8 + n), s:sub(9 + n))
+  write(path, string.pack("<I8", #header) .. header .. data)
+end
+
+-- A copy of the folder `src` whose file `file` is edited as above.
+local function copy_with(src, file, edit)
+  local d = tmpdir()
+  assert(os.execute(string.format("cp -r '%s/.' '%s/'", src, d)))
+  edit_safetensors(d .. file, edit)
   return d
+end
+
+-- A copy of the tiny SD folder whose UNet file is edited.
+local function tiny_with_unet(edit) return copy_with(TINY, UNET_FILE, edit) end
+
+-- load_dit on an edited copy of a DiT fixture folder, the copy removed afterwards.
+local function dit_edited(folder, file, edit, opts)
+  local d = copy_with("tests/fixtures/dit/" .. folder, file, edit)
+  local r, e = difusa.load_dit(d .. file, opts)
+  rmdir(d)
+  return r, e
 end
 
 -- The byte range [a, b) of a tensor's data in a safetensors header.
@@ -156,6 +171,17 @@ local CASES = {
         '%[32,128%]', "%1[128,32]"), data
     end), one_step)
   end, "tensor 'mid_block.attentions.0.transformer_blocks.0.ff.net.2.weight' has shape (128, 32), expected (32, 128)" },
+  { "DiT with a transposed MLP weight", function()
+    return dit_edited(".", "/p4.safetensors", function(h, data)
+      return h:gsub('("blocks%.1%.mlp%.fc2%.weight":{"dtype":"F16","shape":)%[48,192%]', "%1[192,48]"), data
+    end, { heads = 2 })
+  end, "p4.safetensors: tensor 'blocks.1.mlp.fc2.weight' has shape (192, 48), expected (48, 192)" },
+  { "diffusers DiT with a wrong modulation width", function()
+    return dit_edited("p2", "/transformer/diffusion_pytorch_model.safetensors", function(h, data)
+      return h:gsub('("transformer_blocks%.1%.norm1%.linear%.weight":{"dtype":"F16","shape":)%[192,32%]', "%1[96,64]"),
+        data
+    end)
+  end, "tensor 'transformer_blocks.1.norm1.linear.weight' has shape (96, 64), expected (192, 32)" },
   { "NaN weights", function()
     return with_model(tiny_with_unet(function(h, data)
       local a, b = offsets(h, "conv_in.weight")
