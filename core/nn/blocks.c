@@ -65,6 +65,16 @@ void nn_expect(nn_loader *L, const df_tensor *t, const char *prefix, const char 
                      info ? info->name : full, df_tensor_shape_str(t, got, sizeof got), exp);
 }
 
+void nn_expect_linear(nn_loader *L, const df_tensor *w, const df_tensor *b, const char *prefix, const char *name,
+                      int out, int in)
+{
+    char n[200];
+    snprintf(n, sizeof n, "%s.weight", name);
+    nn_expect(L, w, prefix, n, 2, out, in);
+    snprintf(n, sizeof n, "%s.bias", name);
+    nn_expect(L, b, prefix, n, 1, out);
+}
+
 int nn_has(const nn_loader *L, const char *fmt, ...)
 {
     char name[512];
@@ -188,12 +198,9 @@ void nn_attn_load(nn_loader *L, nn_attn *a, const char *p)
     if (L->rc) return;
     int inner = (int)a->q_w->shape[0], dim = (int)a->q_w->shape[1], ctx = (int)a->k_w->shape[1];
     nn_expect(L, a->q_b, p, "to_q.bias", 1, inner);
-    nn_expect(L, a->k_w, p, "to_k.weight", 2, inner, ctx);
-    nn_expect(L, a->k_b, p, "to_k.bias", 1, inner);
-    nn_expect(L, a->v_w, p, "to_v.weight", 2, inner, ctx);
-    nn_expect(L, a->v_b, p, "to_v.bias", 1, inner);
-    nn_expect(L, a->o_w, p, "to_out.0.weight", 2, dim, inner);
-    nn_expect(L, a->o_b, p, "to_out.0.bias", 1, dim);
+    nn_expect_linear(L, a->k_w, a->k_b, p, "to_k", inner, ctx);
+    nn_expect_linear(L, a->v_w, a->v_b, p, "to_v", inner, ctx);
+    nn_expect_linear(L, a->o_w, a->o_b, p, "to_out.0", dim, inner);
 }
 
 void nn_attn_free(nn_attn *a) { FREE_FIELDS(a); }

@@ -24,6 +24,9 @@ DF_INTERNAL int nn_has(const nn_loader *L, const char *fmt, ...) DF_PRINTF(2, 3)
  * sizes that follow (ints; -1: any size), sets rc to an error naming the
  * tensor, prefix + name, with both shapes. */
 DF_INTERNAL void nn_expect(nn_loader *L, const df_tensor *t, const char *prefix, const char *name, int ndim, ...);
+/* A linear layer's `name`.weight (out, in) and `name`.bias (out); -1: any size. */
+DF_INTERNAL void nn_expect_linear(nn_loader *L, const df_tensor *w, const df_tensor *b, const char *prefix,
+                                  const char *name, int out, int in);
 /* A 1x1-conv weight (C, C, 1, 1) viewed as a linear one (C, C); others unchanged. */
 DF_INTERNAL df_tensor *nn_as_linear(nn_loader *L, df_tensor *w);
 

@@ -149,10 +149,8 @@ static void expect_shapes(nn_loader *L, const df_dit *m)
     int D = c->hidden, P = c->patch, rows = (int)m->final_w->shape[0];
     nn_expect(L, m->patch_w, NS, "x_embedder.proj.weight", 4, D, c->in_channels, P, P);
     nn_expect(L, m->patch_b, NS, "x_embedder.proj.bias", 1, D);
-    nn_expect(L, m->t1_w, NS, "t_embedder.mlp.0.weight", 2, D, -1);
-    nn_expect(L, m->t1_b, NS, "t_embedder.mlp.0.bias", 1, D);
-    nn_expect(L, m->t2_w, NS, "t_embedder.mlp.2.weight", 2, D, D);
-    nn_expect(L, m->t2_b, NS, "t_embedder.mlp.2.bias", 1, D);
+    nn_expect_linear(L, m->t1_w, m->t1_b, NS, "t_embedder.mlp.0", D, -1);
+    nn_expect_linear(L, m->t2_w, m->t2_b, NS, "t_embedder.mlp.2", D, D);
     nn_expect(L, m->y_table, NS, "y_embedder.embedding_table.weight", 2, -1, D);
     nn_expect(L, m->pos, NS, "pos_embed", 3, 1, -1, D);
     nn_expect(L, m->blocks[0].fc1_w, NS, "blocks.0.mlp.fc1.weight", 2, -1, D);
@@ -161,27 +159,18 @@ static void expect_shapes(nn_loader *L, const df_dit *m)
         const dit_block *b = &m->blocks[i];
         char q[48];
         snprintf(q, sizeof q, NS "blocks.%d.", i);
-        nn_expect(L, b->ada_w, q, "adaLN_modulation.1.weight", 2, 6 * D, D);
-        nn_expect(L, b->ada_b, q, "adaLN_modulation.1.bias", 1, 6 * D);
+        nn_expect_linear(L, b->ada_w, b->ada_b, q, "adaLN_modulation.1", 6 * D, D);
         if (!b->qkv_w) {
-            nn_expect(L, b->q_w, q, "attn.q.weight", 2, D, D);
-            nn_expect(L, b->q_b, q, "attn.q.bias", 1, D);
-            nn_expect(L, b->k_w, q, "attn.k.weight", 2, D, D);
-            nn_expect(L, b->k_b, q, "attn.k.bias", 1, D);
-            nn_expect(L, b->v_w, q, "attn.v.weight", 2, D, D);
-            nn_expect(L, b->v_b, q, "attn.v.bias", 1, D);
+            nn_expect_linear(L, b->q_w, b->q_b, q, "attn.q", D, D);
+            nn_expect_linear(L, b->k_w, b->k_b, q, "attn.k", D, D);
+            nn_expect_linear(L, b->v_w, b->v_b, q, "attn.v", D, D);
         }
-        nn_expect(L, b->proj_w, q, "attn.proj.weight", 2, D, D);
-        nn_expect(L, b->proj_b, q, "attn.proj.bias", 1, D);
-        nn_expect(L, b->fc1_w, q, "mlp.fc1.weight", 2, M, D);
-        nn_expect(L, b->fc1_b, q, "mlp.fc1.bias", 1, M);
-        nn_expect(L, b->fc2_w, q, "mlp.fc2.weight", 2, D, M);
-        nn_expect(L, b->fc2_b, q, "mlp.fc2.bias", 1, D);
+        nn_expect_linear(L, b->proj_w, b->proj_b, q, "attn.proj", D, D);
+        nn_expect_linear(L, b->fc1_w, b->fc1_b, q, "mlp.fc1", M, D);
+        nn_expect_linear(L, b->fc2_w, b->fc2_b, q, "mlp.fc2", D, M);
     }
-    nn_expect(L, m->final_ada_w, NS, "final_layer.adaLN_modulation.1.weight", 2, 2 * D, D);
-    nn_expect(L, m->final_ada_b, NS, "final_layer.adaLN_modulation.1.bias", 1, 2 * D);
-    nn_expect(L, m->final_w, NS, "final_layer.linear.weight", 2, -1, D);
-    nn_expect(L, m->final_b, NS, "final_layer.linear.bias", 1, rows);
+    nn_expect_linear(L, m->final_ada_w, m->final_ada_b, NS, "final_layer.adaLN_modulation.1", 2 * D, D);
+    nn_expect_linear(L, m->final_w, m->final_b, NS, "final_layer.linear", rows, D);
     if (!L->rc && rows != P * P * c->in_channels && rows != 2 * P * P * c->in_channels) {
         const df_st_info *fl = df_weights_find(L->w, NS "final_layer.linear.weight");
         L->rc = df_error(DF_ESHAPE,
@@ -245,8 +234,7 @@ int df_dit_load(df_weights *w, df_backend *be, const df_dit_load_params *p, df_d
             b->qkv_b = nn_get(&L, 0, NS "blocks.%d.attn.qkv.bias", i);
             char q[48];
             snprintf(q, sizeof q, NS "blocks.%d.attn.", i);
-            nn_expect(&L, b->qkv_w, q, "qkv.weight", 2, 3 * c->hidden, c->hidden);
-            nn_expect(&L, b->qkv_b, q, "qkv.bias", 1, 3 * c->hidden);
+            nn_expect_linear(&L, b->qkv_w, b->qkv_b, q, "qkv", 3 * c->hidden, c->hidden);
             if (!L.rc) L.rc = df_tensor_narrow0(b->qkv_w, 0, c->hidden, &b->q_w);
             if (!L.rc) L.rc = df_tensor_narrow0(b->qkv_w, c->hidden, c->hidden, &b->k_w);
             if (!L.rc) L.rc = df_tensor_narrow0(b->qkv_w, 2 * c->hidden, c->hidden, &b->v_w);
