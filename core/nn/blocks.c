@@ -57,7 +57,6 @@ void nn_expect(nn_loader *L, const df_tensor *t, const char *prefix, const char 
         else n += (size_t)snprintf(exp + n, sizeof exp - n, "%s%lld", i ? ", " : "", (long long)want[i]);
     }
     if (n < sizeof exp) snprintf(exp + n, sizeof exp - n, ")");
-    /* named as the file stores it: an alias (a single file's LDM names, DiT's) resolves to the stored name */
     char full[512];
     snprintf(full, sizeof full, "%s%s", prefix, name);
     const df_st_info *info = df_weights_find(L->w, full);

@@ -22,7 +22,8 @@ DF_INTERNAL df_tensor *nn_get(nn_loader *L, int optional, const char *fmt, ...) 
 DF_INTERNAL int nn_has(const nn_loader *L, const char *fmt, ...) DF_PRINTF(2, 3);
 /* When `t` is loaded (not NULL, rc clear) and its shape is not the `ndim`
  * sizes that follow (ints; -1: any size), sets rc to an error naming the
- * tensor, prefix + name, with both shapes. */
+ * tensor prefix + name as the file stores it (an alias resolved), with both
+ * shapes. */
 DF_INTERNAL void nn_expect(nn_loader *L, const df_tensor *t, const char *prefix, const char *name, int ndim, ...);
 /* A linear layer's `name`.weight (out, in) and `name`.bias (out); -1: any size. */
 DF_INTERNAL void nn_expect_linear(nn_loader *L, const df_tensor *w, const df_tensor *b, const char *prefix,
