@@ -64,6 +64,16 @@ static lua_Number opt_number(lua_State *L, int t, const char *key, lua_Number df
     return v;
 }
 
+/* The guidance scale of a denoiser's option table (default 1); NaN and infinities (also a finite value beyond
+ * float's range) are refused by name, as "nan" / "inf" / "-inf" rather than printf's sign-carrying "-nan". */
+static float opt_cfg(lua_State *L, int t)
+{
+    float v = (float)opt_number(L, t, "cfg", 1.0);
+    if (isfinite(v)) return v;
+    const char *what = isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+    return (float)luaL_error(L, "denoiser: cfg = %s is not a finite number", what);
+}
+
 static int opt_bool(lua_State *L, int t, const char *key, int dflt)
 {
     if (!lua_istable(L, t)) return dflt;
@@ -327,8 +337,7 @@ static int unet_denoiser(lua_State *L)
     d->upooled = opt_ref(L, 2, "uncond_pooled");
     d->time_ids = opt_ref(L, 2, "time_ids");
     d->concat = opt_ref(L, 2, "concat");
-    d->cfg = (float)opt_number(L, 2, "cfg", 1.0);
-    if (!isfinite(d->cfg)) return luaL_error(L, "denoiser: cfg = %f is not a finite number", (double)d->cfg);
+    d->cfg = opt_cfg(L, 2);
     if (!d->cond) return luaL_error(L, "unet:denoiser: 'cond' is required");
     const char *pred = opt_string(L, 2, "prediction");
     int k = df_prediction_from_name(pred ? pred : b->prediction);
@@ -607,8 +616,7 @@ static int dit_denoiser(lua_State *L)
     }
     lua_pop(L, 1);
     d->n = n;
-    d->cfg = (float)opt_number(L, 2, "cfg", 1.0);
-    if (!isfinite(d->cfg)) return luaL_error(L, "denoiser: cfg = %f is not a finite number", (double)d->cfg);
+    d->cfg = opt_cfg(L, 2);
     d->guide = (int)opt_number(L, 2, "guide_channels", 3);
     /* DiT's training schedule: linear betas 1e-4 .. 0.02 over 1000 steps */
     df_train_schedule_params tp = df_train_schedule_default_params();

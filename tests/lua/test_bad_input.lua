@@ -247,7 +247,7 @@ local CASES = {
     local m = model()
     local cond = m.clip:encode({ "x", "" })
     return m.unet:denoiser { cond = cond:slice(1, 1), uncond = cond:slice(1, 2), cfg = 0 / 0 }
-  end, "nan is not a finite number" },
+  end, "cfg = nan is not a finite number" },
   { "CFG infinite", function()
     local m = model()
     local cond = m.clip:encode({ "x", "" })

@@ -831,8 +831,9 @@ def write_model_card(te, unet, vae, dmodel, sf):
     for what, stage, ck in (("UNet + text encoder", "unet", uck), ("DiT", "dit", dck)):
         done = ck["state"]["step"]
         ph = ck["state"].get("phases") or [dict(start=0, steps=done, batch=ck["config"][stage]["batch"])]
-        history.append("- %s: %s" % (what, ", then ".join("%d x %d" % (min(q["steps"], done - q["start"]), q["batch"])
-                                                          for q in ph)))
+        ends = [q["start"] for q in ph[1:]] + [done]  # a phase stopped by its deadline ends where the next starts
+        history.append("- %s: %s" % (what, ", then ".join("%d x %d" % (min(q["steps"], e - q["start"]), q["batch"])
+                                                          for q, e in zip(ph, ends))))
     history = "\n".join(history)
     text = """# tiny-shapes
 
