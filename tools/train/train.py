@@ -1159,9 +1159,10 @@ def main():
         st, key = k.split(".")
         assert key in CFG[st], "unknown setting " + k
         CFG[st][key] = type(CFG[st][key])(float(v)) if not isinstance(CFG[st][key], str) else v
-    import gen_tokenizer_fixtures as gt
+    if a.stage not in ("vae", "decoder", "dit"):  # the stages that tokenize captions
+        import gen_tokenizer_fixtures as gt
 
-    gt.check_reference_env()
+        gt.check_reference_env()
     log("stage %s, torch %s, %s, %d thread(s), seed %d, ckpt %s" % (
         a.stage, torch.__version__, torch.cuda.get_device_name(DEV) if DEV.type == "cuda" else "cpu",
         torch.get_num_threads(), SEED, CKPT))
