@@ -222,11 +222,9 @@ function T.dit_draws_its_classes()
   end
   print(string.format("  DiT, one sample of each of %d classes (%.1f s): colour %.0f%%, shape %.0f%%, both %.0f%%",
     #classes, difusa.clock() - t0, 100 * okc / #classes, 100 * oks / #classes, 100 * ok / #classes))
-  -- OPEN: the target is 80% of classes right in colour and shape. The shipped DiT draws the colour of
-  -- nearly every class (held to the target) and the shape of about two in five, so its shape is held to a
-  -- floor well above chance (1 in 6) that catches a regression, not to the target
-  assert(okc >= 0.8 * #classes, string.format("colour right for %d of %d classes", okc, #classes))
-  assert(oks >= 0.3 * #classes, string.format("shape right for %d of %d classes", oks, #classes))
+  -- the issue's target: 80% of classes right in colour and shape together (the shipped DiT: 42 of 48 from
+  -- this seed, 45 to 47 from seeds 1 to 3)
+  assert(ok >= 0.8 * #classes, string.format("colour and shape right for %d of %d classes", ok, #classes))
 end
 
 return T
