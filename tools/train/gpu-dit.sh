@@ -1,15 +1,15 @@
 #!/bin/bash
 # Trains the finished DiT on for one more phase, on one CUDA GPU, inside a wall-clock budget: how its GPU phase
-# was made (tools/train/README.md). A timed pilot of a fresh DiT at each candidate batch size picks the one with
-# the most samples per second and sizes the phase's steps (its warm-up and cosine) to what is left of the budget;
-# --deadline-s ends the phase, as it is, if that estimate was short.
+# was made (tools/train/README.md). A timed pilot of a fresh DiT at each candidate batch size picks the batch
+# (the larger only for 1.3 times the samples per second) and sizes the phase's steps (its warm-up and cosine) to
+# what is left of the budget; --deadline-s ends the phase, as it is, if that estimate was short.
 #
 #   tools/train/gpu-dit.sh [BUDGET_S]     (default 520: seconds for the whole script, pilot included)
 #
 # Environment: PYTHON (default python3; torch with CUDA and diffusers 0.32.2), CKPT (default tools/train/ckpt:
 # vae.pt and a finished dit.pt), LOGDIR (default tools/train), POOL (scenes for the phase, default 200000),
-# BATCHES (candidates as batch:peak-lr, default "512:8e-4 1024:1e-3 2048:1.2e-3"), PILOT_STEPS (default 150), SETUP_S (the
-# phase's own start-up, pool and final save, default 60).
+# BATCHES (candidates as batch:peak-lr, ascending, default "512:8e-4 1024:1e-3 2048:1.2e-3"), PILOT_STEPS
+# (default 150), SETUP_S (the phase's own start-up, pool and final save, default 60).
 set -euo pipefail
 T0=$(date +%s)
 cd "$(dirname "$0")/../.."
