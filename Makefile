@@ -217,7 +217,8 @@ gpu-bundle: $(BUILD)/tests/test_opencl $(BUILD)/tests/test_ops_opencl $(BUILD)/t
 	@for b in $^; do ldd $$b | awk '$$3 ~ /^\// {print $$3}'; done | sort -u | \
 	  grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' | \
 	  while read -r l; do cp -L "$$l" $(GPU_BUNDLE)/lib/; done
-	@du -sh $(GPU_BUNDLE)
+	@tar -C $(dir $(GPU_BUNDLE)) -cf - $(notdir $(GPU_BUNDLE)) | xz -T0 -6 > $(GPU_BUNDLE).tar.xz
+	@du -sh $(GPU_BUNDLE) $(GPU_BUNDLE).tar.xz
 
 # Full-size checks against the references (Python and torch needed; the
 # models, ~0.5 GB, are generated under build/check-full and not committed).

@@ -5,7 +5,7 @@
 #                                 them with every shared library they need,
 #                                 CLBlast and the OpenCL ICD loader included,
 #                                 into build/gpu-bundle)
-# There:  sh bench/gpu-check.sh  (with build/gpu-bundle carried along)
+# There:  sh bench/gpu-check.sh  (with build/gpu-bundle, or build/gpu-bundle.tar.xz, carried along)
 #
 # It registers the NVIDIA OpenCL driver with the bundled ICD loader when the
 # machine has one, lists the devices, runs the backend-consistency suite and
@@ -13,8 +13,9 @@
 # time-boxed so the whole check stays within 8 minutes.
 set -u
 B=${GPU_BUNDLE:-build/gpu-bundle}
-[ -x "$B/bin/opencl_devices" ] || { echo "gpu-check: $B missing: run 'make gpu-bundle' first and carry it"; exit 2; }
 . bench/gpu-env.sh
+[ -x "$B/bin/opencl_devices" ] || { echo "gpu-check: $B missing: run 'make gpu-bundle' first and carry it"; exit 2; }
+export LD_LIBRARY_PATH="$BUNDLE_LIBS"  # (only the bundle's binaries run here)
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 
 echo "== devices"

@@ -1,7 +1,12 @@
-# Sourced by bench/gpu-check.sh and bench/gpu-bench.sh on a lent GPU machine: the bundle's libraries
-# first, and the NVIDIA driver's OpenCL library registered with the bundled ICD loader (with any ICDs
-# the machine lists itself). Needs $B, the bundle folder.
-export LD_LIBRARY_PATH="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Sourced by bench/gpu-check.sh and bench/gpu-bench.sh on a lent GPU machine: the bundle unpacked from
+# $B.tar.xz when only that was carried, BUNDLE_LIBS (its libraries, for LD_LIBRARY_PATH when running its
+# binaries, and only then: its libstdc++ and libgomp are older than those the machine's Python and torch
+# need), and the NVIDIA driver's OpenCL library registered with the bundled ICD loader (with any ICDs the
+# machine lists itself). Needs $B, the bundle folder.
+if [ ! -d "$B/bin" ] && [ -f "$B.tar.xz" ]; then
+    tar -C "$(dirname "$B")" -xJf "$B.tar.xz" && echo "gpu: unpacked $B.tar.xz"
+fi
+BUNDLE_LIBS="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 icd_dir=$(mktemp -d)
 trap 'rm -rf "$icd_dir"' EXIT
 
