@@ -82,6 +82,19 @@ def randomize(m, seed):
     return m
 
 
+def half_state(m, drop=()):
+    """A module's state dict in f16 (position_ids buffers and the prefixes in drop left out)."""
+    return {k: v.detach().half() for k, v in m.state_dict().items()
+            if "position_ids" not in k and not any(k.startswith(d) for d in drop)}
+
+
+def clip_state(te):
+    """A CLIP text model's f16 state dict under the Hub's names (text_model.*, text_projection.weight), which
+    the checkpoints people have use: transformers 5 leaves the text_model. prefix out of its own."""
+    return {(k if k.startswith(("text_model.", "text_projection.")) else "text_model." + k): v
+            for k, v in half_state(te).items()}
+
+
 def prefixed(sd, prefix):
     return {prefix + k: v for k, v in sd.items()}
 
@@ -155,7 +168,7 @@ def build(root, name):
     del unet, vae, usd, vsd
     if name == "sd15":
         te, c = clip(CLIP_L, seed + 2)
-        sd = half_state(te)
+        sd = clip_state(te)
         write_component(folder, "text_encoder", te, sd, "model.safetensors",
                         clip_folder_config(c, 12, "CLIPTextModel"))
         ldm.update(prefixed(sd, "cond_stage_model.transformer."))
@@ -163,7 +176,7 @@ def build(root, name):
         index.update(text_encoder=["transformers", "CLIPTextModel"], tokenizer=["transformers", "CLIPTokenizer"])
     elif name == "sd21b":
         te, c = clip(CLIP_H, seed + 2, projection=True)
-        sd = half_state(te)
+        sd = clip_state(te)
         oc = gc.to_openclip(sd, CLIP_H["hidden_size"], CLIP_H["num_hidden_layers"])
         ldm.update(prefixed(oc, "cond_stage_model.model."))
         last = "text_model.encoder.layers.%d." % (CLIP_H["num_hidden_layers"] - 1)
@@ -174,12 +187,12 @@ def build(root, name):
         index.update(text_encoder=["transformers", "CLIPTextModel"], tokenizer=["transformers", "CLIPTokenizer"])
     else:
         te, c = clip(CLIP_L, seed + 2)
-        sd = half_state(te)
+        sd = clip_state(te)
         write_component(folder, "text_encoder", te, sd, "model.safetensors",
                         clip_folder_config(c, 12, "CLIPTextModel"))
         ldm.update(prefixed(sd, "conditioner.embedders.0.transformer."))
         te2, c2 = clip(CLIP_G, seed + 3, projection=True)
-        sd2 = half_state(te2)
+        sd2 = clip_state(te2)
         write_component(folder, "text_encoder_2", te2, sd2, "model.safetensors",
                         clip_folder_config(c2, CLIP_G["num_hidden_layers"], "CLIPTextModelWithProjection"))
         ldm.update(prefixed(gc.to_openclip(sd2, CLIP_G["hidden_size"], CLIP_G["num_hidden_layers"]),
