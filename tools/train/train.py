@@ -1159,7 +1159,7 @@ def main():
         st, key = k.split(".")
         assert key in CFG[st], "unknown setting " + k
         CFG[st][key] = type(CFG[st][key])(float(v)) if not isinstance(CFG[st][key], str) else v
-    if a.stage not in ("vae", "decoder", "dit"):  # the stages that tokenize captions
+    if a.stage not in ("vae", "decoder", "dit"):  # (those three never tokenize a caption)
         import gen_tokenizer_fixtures as gt
 
         gt.check_reference_env()
